@@ -1,0 +1,9 @@
+"""Pagination for every list endpoint: `{count, next, previous, results}`."""
+
+from rest_framework.pagination import PageNumberPagination
+
+
+class DefaultPagination(PageNumberPagination):
+    page_size = 25
+    page_size_query_param = "page_size"
+    max_page_size = 200

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class SessionsConfig(AppConfig):
+    name = "sessions"
+    # `django.contrib.sessions` already owns the label "sessions".
+    label = "live_sessions"
+    verbose_name = "Live sessions and tutors"

@@ -1,0 +1,3 @@
+"""WebSocket routes of the sessions app."""
+
+websocket_urlpatterns: list = []

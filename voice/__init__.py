@@ -1,0 +1,1 @@
+"""Speech toolkit: audio in, text events out; text in, audio out. Never imports `sessions`."""
