@@ -6,7 +6,7 @@ is a lazy string foreign key so nothing here imports `sessions`.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -17,6 +17,12 @@ class TenantScopedQuerySet(models.QuerySet):
 
     def for_tenant(self, tenant_id: int | None):
         return self.filter(tenant_id=tenant_id)
+
+
+class TenantUserManager(UserManager.from_queryset(TenantScopedQuerySet)):  # type: ignore[misc]
+    """The user manager (create_user, create_superuser) with `for_tenant`."""
+
+    use_in_migrations = True
 
 
 class Tenant(models.Model):
@@ -80,7 +86,7 @@ class User(AbstractUser):
     )
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.STUDENT)
 
-    objects = models.Manager.from_queryset(TenantScopedQuerySet)()  # type: ignore[misc]
+    objects = TenantUserManager()
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
