@@ -93,3 +93,13 @@ def superuser(db):
     from courses.models import User
 
     return User.objects.create_superuser("root", "root@example.org", factories.PASSWORD)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _celery_tasks_run_in_process():
+    """Tests run tasks eagerly even when REDIS_URL configures a broker; the one test that needs
+    a real worker switches this off for itself."""
+    from tutor_project.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
