@@ -17,7 +17,8 @@ from tutor_project.celery import enqueue_on_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY",
-                "DJANGO_ALLOWED_HOSTS", "CELERY_TASK_ALWAYS_EAGER", "OPENAI_BASE_URL", "OPENAI_API_KEY")
+                "DJANGO_ALLOWED_HOSTS", "CELERY_TASK_ALWAYS_EAGER", "OPENAI_BASE_URL", "OPENAI_API_KEY",
+                "DJANGO_ALLOW_ASYNC_UNSAFE")  # the browser tests set the last one for themselves
 
 
 def manage(*args: str, **env_overrides: str) -> subprocess.CompletedProcess:

@@ -3,14 +3,17 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from courses.views import healthz
+from courses.api.errors import api_not_found
+from tutor_project.health import healthz
 
 api_v1 = [
     path("", include("courses.api.urls")),
     path("", include("sessions.api.urls")),
+    # Last: any other URL under /api/v1/ answers 404 in the API's error shape, in DEBUG too.
+    re_path(r"^.*$", api_not_found, name="not-found"),
 ]
 
 urlpatterns = [

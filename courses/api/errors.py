@@ -1,7 +1,8 @@
 """The one JSON error shape of the API: `{"error": {"code", "message", "fields"?}}` with a 4xx.
 
 `api_exception_handler` is DRF's EXCEPTION_HANDLER; `error_response` serves plain Django views
-(health, 404 under /api/) so every error a client sees has the same shape.
+(health, 404 under /api/) so every error a client sees has the same shape. `ErrorSerializer` and
+`error_responses()` document that shape in the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -27,6 +30,15 @@ def error_body(code: str, message: str, fields: dict[str, list[str]] | None = No
 
 def error_response(code: str, message: str, status_code: int, fields=None) -> JsonResponse:
     return JsonResponse(error_body(code, message, fields), status=status_code)
+
+
+@csrf_exempt  # a POST to an unknown URL is a 404, not a CSRF failure page
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """The last route under /api/: unknown URLs answer in the error shape, never an HTML page."""
+    message = f"No API endpoint at {request.path}."
+    if not request.path.endswith("/"):
+        message += " API URLs end with a slash."
+    return error_response("not_found", message, status.HTTP_404_NOT_FOUND)
 
 
 def _flatten_fields(detail: Any) -> dict[str, list[str]]:
@@ -52,7 +64,14 @@ def _flatten_fields(detail: Any) -> dict[str, list[str]]:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.http_status)
+        headers = None
+        # e.g. a login lockout: tell clients when to come back, as DRF does for Throttled
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers = {"Retry-After": str(int(retry_after))}
+        return Response(
+            error_body(exc.code, exc.message, exc.fields), status=exc.http_status, headers=headers
+        )
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
@@ -81,3 +100,40 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             code = str(detail.get("code", code))
         response.data = error_body(str(code), message)
     return response
+
+
+# --- The shape in the OpenAPI schema --------------------------------------------------------
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable: `invalid`, `not_found`, ...")
+    message = serializers.CharField(help_text="For people; may change.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Only for `invalid`: the messages per input field (nested fields joined by dots).",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input (`invalid` with `fields`, `parse_error`).",
+    401: "Not authenticated, or the token is invalid or expired.",
+    403: "Authenticated but not allowed.",
+    404: "No such object, or not yours to see.",
+    405: "Method not allowed.",
+    409: "The object is not in a state that allows this.",
+    415: "Unsupported media type.",
+    429: "Too many requests (`throttled`, `locked_out`); see the Retry-After header.",
+}
+
+
+def error_responses(*status_codes: int) -> dict[int, OpenApiResponse]:
+    """`extend_schema(responses={200: X, **error_responses(400, 401)})` documents the error shape."""
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS.get(code, "Error."))
+        for code in status_codes
+    }
