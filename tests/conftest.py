@@ -103,3 +103,48 @@ def _celery_tasks_run_in_process():
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
+
+
+# --- REST API helpers -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_headers():
+    """`api_headers(user)`: Django test-client headers carrying a fresh JWT access token."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    def make(user) -> dict[str, str]:
+        return {"HTTP_AUTHORIZATION": f"Bearer {AccessToken.for_user(user)}"}
+
+    return make
+
+
+@pytest.fixture
+def assert_api_error():
+    """`assert_api_error(response, status, code)`: the contract's error shape; returns the error."""
+
+    def check(response, status: int, code: str | None = None) -> dict:
+        assert response.status_code == status, (response.status_code, response.content[:500])
+        assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+        body = response.json()
+        assert set(body) == {"error"}, body
+        error = body["error"]
+        assert set(error) <= {"code", "message", "fields"}, error
+        assert isinstance(error["code"], str) and error["code"], error
+        assert isinstance(error["message"], str) and error["message"], error
+        if "fields" in error:
+            assert all(isinstance(v, list) for v in error["fields"].values()), error
+        if code is not None:
+            assert error["code"] == code, error
+        return error
+
+    return check
+
+
+@pytest.fixture
+def fast_password_hashing(settings):
+    """MD5 instead of PBKDF2 (0.3 s per user): for modules that create many users or log in often.
+
+    Use with `pytestmark = pytest.mark.usefixtures("fast_password_hashing")`.
+    """
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
