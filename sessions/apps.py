@@ -6,3 +6,6 @@ class SessionsConfig(AppConfig):
     # `django.contrib.sessions` already owns the label "sessions".
     label = "live_sessions"
     verbose_name = "Live sessions and tutors"
+
+    def ready(self) -> None:
+        from sessions import signals  # noqa: F401  closes a deactivated user's sockets

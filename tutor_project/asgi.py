@@ -1,8 +1,10 @@
 """ASGI entry point: HTTP goes to Django, WebSockets to the Channels consumers.
 
-WebSocket routes sit behind `OriginOrTicketValidator`: browser connections must come from an
-allowed Origin (and carry the session cookie); native clients send no Origin and authenticate with a
-one-use join ticket instead (see `sessions/realtime.py`).
+WebSocket routes sit behind `OriginOrTicketValidator`: a browser connection from a foreign Origin
+is rejected at the handshake (HTTP 403); browsers from an allowed Origin authenticate with the
+session cookie, native clients send no Origin and present a one-use join ticket instead.
+`WebSocketAuthMiddleware` turns either into `scope["user"]` (see `sessions/realtime.py`); the
+consumers then authorise and close with 4401/4403/4404 (docs/protocol.md).
 """
 
 import os
@@ -14,7 +16,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tutor_project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402
 
 from sessions.realtime import OriginOrTicketValidator, WebSocketAuthMiddleware  # noqa: E402
 from tutor_project.routing import websocket_urlpatterns  # noqa: E402
@@ -22,10 +23,10 @@ from tutor_project.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # No Cookie/SessionMiddleware: WebSocketAuthMiddleware reads the session cookie itself
+        # and, unlike them, does not wrap `send` for every delivered message.
         "websocket": OriginOrTicketValidator(
-            CookieMiddleware(
-                SessionMiddleware(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns)))
-            )
+            WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
         ),
     }
 )

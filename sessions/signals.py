@@ -1,0 +1,20 @@
+"""Signal receivers of the sessions app. Connected by importing this module in
+`SessionsConfig.ready()`."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from sessions.services import user_sockets_close
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="sessions.close_sockets_of_inactive_user")
+def close_sockets_of_inactive_user(sender, instance, created: bool, update_fields=None, **kwargs) -> None:
+    """A deactivated user loses their open sockets at once, not at their next reconnect."""
+    if created or instance.is_active:
+        return
+    if update_fields is not None and "is_active" not in update_fields:
+        return
+    user_sockets_close(user_id=instance.pk, code=4401)
