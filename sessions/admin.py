@@ -13,7 +13,6 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
@@ -30,7 +29,6 @@ from courses.admin_scoping import (
     limited_formset,
     subquery_count,
 )
-from courses.models import User
 from sessions.models import (
     AvatarPersona,
     BreakoutRoom,
@@ -41,6 +39,11 @@ from sessions.models import (
     PromptTemplate,
     RoomAssignment,
     TranscriptSegment,
+)
+from sessions.services import (
+    prompt_template_activate,
+    prompt_template_new_version,
+    prompt_template_publish,
 )
 
 # Messages shown under a conversation; the rest are one click away in the message list.
@@ -56,60 +59,6 @@ def format_duration(duration: timedelta) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}"
-
-
-# --- prompt template versions ------------------------------------------------------------------
-# Writes of the prompt lineage. They belong in sessions/services.py; they live here until that
-# module exists, because the admin is their only caller.
-
-
-def _prompt_lineage(*, tenant_id: int | None, kind: str) -> QuerySet[PromptTemplate]:
-    return PromptTemplate.objects.filter(tenant_id=tenant_id, kind=kind)
-
-
-def prompt_template_publish(*, template: PromptTemplate, created_by: User | None) -> PromptTemplate:
-    """Insert the unsaved `template` as the next version of its tenant and kind, and activate it."""
-    with transaction.atomic():
-        # Lock the lineage so two publishers cannot both take the same version number.
-        versions = list(
-            _prompt_lineage(tenant_id=template.tenant_id, kind=template.kind)
-            .select_for_update()
-            .values_list("version", flat=True)
-        )
-        # Deactivate first: the database allows one active version per tenant and kind.
-        _prompt_lineage(tenant_id=template.tenant_id, kind=template.kind).filter(is_active=True).update(
-            is_active=False
-        )
-        template.pk = None
-        template.version = max(versions, default=0) + 1
-        template.is_active = True
-        template.created_by = created_by
-        template.save(force_insert=True)
-    return template
-
-
-def prompt_template_new_version(
-    *, source: PromptTemplate, tenant_id: int | None, created_by: User | None
-) -> PromptTemplate:
-    """A copy of `source` published as the next active version of `tenant_id`'s lineage.
-
-    With another tenant than the source's (a tenant copying a global template) the copy starts
-    or continues that tenant's own lineage, which then takes precedence over the global one.
-    """
-    copy = PromptTemplate(
-        tenant_id=tenant_id, kind=source.kind, name=source.name, body=source.body, notes=f"Copy of {source}"
-    )
-    return prompt_template_publish(template=copy, created_by=created_by)
-
-
-def prompt_template_activate(*, template: PromptTemplate) -> None:
-    """Make `template` the active version of its tenant and kind (e.g. to roll back)."""
-    with transaction.atomic():
-        lineage = _prompt_lineage(tenant_id=template.tenant_id, kind=template.kind)
-        list(lineage.select_for_update().values_list("pk", flat=True))
-        lineage.filter(is_active=True).exclude(pk=template.pk).update(is_active=False)
-        lineage.filter(pk=template.pk).update(is_active=True)
-    template.is_active = True
 
 
 # --- personas, prompts, models -------------------------------------------------------------------
