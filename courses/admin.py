@@ -14,7 +14,6 @@ from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.text import Truncator
 
 from courses.admin_scoping import (
     ReadOnlyTabularInline,
@@ -24,6 +23,7 @@ from courses.admin_scoping import (
     is_restricted,
     limited_formset,
     subquery_count,
+    text_preview,
 )
 from courses.models import (
     Course,
@@ -38,10 +38,6 @@ from courses.models import (
 
 # Chunks shown under a document; the rest are one click away in the chunk list.
 DOCUMENT_CHUNKS_SHOWN = 20
-
-
-def text_preview(text: str, length: int = 80) -> str:
-    return Truncator(text).chars(length)
 
 
 # --- tenants and people -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from django.db.models import Count, IntegerField, Model, OuterRef, Q, QuerySet, 
 from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.utils.text import Truncator
 
 from courses.models import Tenant, User
 
@@ -358,3 +359,8 @@ class ReadOnlyTabularInline(TenantScopedInlineMixin, admin.TabularInline):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
         return self.get_fields(request, obj)
+
+
+def text_preview(text: str, length: int = 80) -> str:
+    """A changelist column's short form of a long text."""
+    return Truncator(text).chars(length)

@@ -15,7 +15,6 @@ from django.views.decorators.http import require_safe
 
 from courses import selectors
 from courses.api.errors import error_response
-from courses.exceptions import NotFound
 from courses.forms import LoginForm
 from courses.models import User
 
@@ -67,10 +66,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_safe
 @login_required
 def course_detail(request: HttpRequest, course_id: int) -> HttpResponse:
-    try:
-        detail = selectors.course_detail_for_user(user=request.user, course_id=course_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    detail = selectors.course_detail_for_user(user=request.user, course_id=course_id)
     return render(request, "courses/course_detail.html", {"detail": detail, "course": detail.course})
 
 
@@ -78,10 +74,7 @@ def course_detail(request: HttpRequest, course_id: int) -> HttpResponse:
 @login_required
 def course_documents(request: HttpRequest, course_id: int) -> HttpResponse:
     """The documents section alone, polled by htmx while an ingestion runs."""
-    try:
-        course = selectors.course_get_for_user(user=request.user, course_id=course_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    course = selectors.course_get_for_user(user=request.user, course_id=course_id)
     documents = selectors.course_documents_for_user(user=request.user, course=course)
     return render(
         request,
@@ -98,12 +91,9 @@ def course_documents(request: HttpRequest, course_id: int) -> HttpResponse:
 @login_required
 def course_document_file(request: HttpRequest, course_id: int, document_id: int) -> FileResponse:
     """The uploaded file, behind the course's access rule (MEDIA_URL is not access-checked)."""
-    try:
-        document = selectors.course_document_get_for_user(
-            user=request.user, course_id=course_id, document_id=document_id
-        )
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    document = selectors.course_document_get_for_user(
+        user=request.user, course_id=course_id, document_id=document_id
+    )
     if not document.file or not document.file.storage.exists(document.file.name):
         raise Http404("The file of this document is missing.")
     return FileResponse(

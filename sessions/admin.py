@@ -18,7 +18,6 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.template import Template, TemplateSyntaxError
 from django.utils import timezone
-from django.utils.text import Truncator
 
 from courses.admin_scoping import (
     ReadOnlyTabularInline,
@@ -28,6 +27,7 @@ from courses.admin_scoping import (
     is_restricted,
     limited_formset,
     subquery_count,
+    text_preview,
 )
 from sessions.models import (
     AvatarPersona,
@@ -48,10 +48,6 @@ from sessions.services import (
 
 # Messages shown under a conversation; the rest are one click away in the message list.
 CONVERSATION_MESSAGES_SHOWN = 200
-
-
-def text_preview(text: str, length: int = 80) -> str:
-    return Truncator(text).chars(length)
 
 
 def format_duration(duration: timedelta) -> str:

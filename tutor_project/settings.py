@@ -66,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # a selector's NotFound/Forbidden in a portal view becomes the 404/403 page
+    "courses.middleware.DomainErrorMiddleware",
     # last, as django-axes asks: it turns a lockout into the portal's 429 page
     "axes.middleware.AxesMiddleware",
 ]
