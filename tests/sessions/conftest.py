@@ -222,3 +222,5 @@ def daphne_servers(count: int, **env_vars: str):
         for port, process, log in started:
             _wait_until_listening(port, process, log)
         yield [port for port, _, _ in started]
+
+from tests.support.openai_standin import openai_standin  # noqa: E402, F401  (a fixture)
