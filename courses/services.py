@@ -16,6 +16,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from courses.ingestion import document_ingest_text
 from courses.models import Course, CourseDocument, Enrollment, Professor, Student, Tenant, User
 
 DEMO_PASSWORD = "demo"
@@ -321,7 +322,8 @@ def _demo_users(password_hash: str, tenant: Tenant, created: dict[str, int]) -> 
 
 
 def _demo_document(*, course: Course, uploaded_by: User, created: dict[str, int]) -> CourseDocument:
-    """The course notes, saved into storage once; a re-run restores the file only if it is gone."""
+    """The course notes, saved into storage once and ingested; a re-run restores the file only if
+    it is gone."""
     content = DEMO_NOTES_FILE.read_bytes()
     document = CourseDocument.objects.filter(course=course, title=DEMO_DOCUMENT_TITLE).first()
     if document is None:
@@ -340,7 +342,16 @@ def _demo_document(*, course: Course, uploaded_by: User, created: dict[str, int]
         document.file.save(DEMO_NOTES_FILE.name, ContentFile(content), save=False)
         document.size_bytes = len(content)
         document.save(update_fields=["file", "size_bytes", "updated_at"])
+    _demo_document_ingest(document)
     return document
+
+
+def _demo_document_ingest(document: CourseDocument) -> None:
+    """Chunk the notes so the offline tutor has material from the first `make run`; a document
+    that is already ready with chunks is left alone, so a re-run writes nothing."""
+    if document.status == CourseDocument.Status.READY and document.chunks.exists():
+        return
+    document_ingest_text(document=document)
 
 
 def _tutor_configuration(*, tenant: Tenant, created: dict[str, int]) -> Any:

@@ -61,12 +61,15 @@ def test_seed_creates_the_demo_tenant_people_and_course():
     assert result["logins"] == ["professor", *(f"student{n}" for n in range(1, 11)), "staff", "admin"]
 
 
-def test_seed_stores_the_course_notes_pending_ingestion():
+def test_seed_stores_and_ingests_the_course_notes():
     demo_seed()
 
     document = CourseDocument.objects.get(course__code="CS101", title="CS101 course notes")
-    assert document.status == "pending" and document.progress == 0
-    assert document.chunks.count() == 0  # ingestion comes later; nothing is faked
+    assert (document.status, document.progress, document.error) == ("ready", 100, "")
+    assert document.chunks.count() > 5
+    headings = set(document.chunks.values_list("heading", flat=True))
+    assert {"5. Loops", "8. Recursion", "10. Debugging"} <= headings
+    assert all(chunk.token_count > 0 and chunk.page is None for chunk in document.chunks.all())
     text = document.file.read().decode()
     assert document.size_bytes == len(text.encode())
     for heading in [
