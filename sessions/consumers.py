@@ -46,8 +46,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from courses.exceptions import DomainError, Unauthenticated
-from sessions import groups, selectors
+from sessions import groups, selectors, services
 from sessions.realtime import encode, envelope, query_params
+from sessions.tutor import turn
 
 logger = logging.getLogger(__name__)
 
@@ -392,3 +393,50 @@ class TenantConsumer(RealtimeConsumer):
     def get_groups(self, tenant) -> list[str]:
         return [groups.tenant_group(tenant.id)]
 
+
+
+class ConversationConsumer(RealtimeConsumer):
+    """`/ws/conversations/<conversation_id>/`: a student's practice conversation with the tutor.
+
+    `chat.message` persists the question and starts the reply as a task of its own, so the
+    socket keeps reading and `tutor.interrupt` gets through while the reply streams. Every event
+    of the conversation, this socket's own included, arrives through the conversation's group.
+    """
+
+    object_kind = "conversation"
+    url_kwarg = "conversation_id"
+    forward_events = frozenset({"transcript.final", "tutor.thinking", "tutor.delta", "tutor.message"})
+
+    def authorize(self, *, user, object_id):
+        return selectors.conversation_get_for_student(user=user, conversation_id=object_id)
+
+    def get_groups(self, conversation) -> list[str]:
+        return [groups.conversation_group(conversation.id)]
+
+    def connect_events(self, conversation) -> list[OutgoingEvent]:
+        services.stale_replies_close(conversation_id=conversation.id)
+        conversation.refresh_from_db(fields=["last_seq", "title", "mode"])
+        events = [OutgoingEvent("conversation.status", selectors.conversation_status(conversation=conversation))]
+        if self.after_seq is not None:
+            for message in selectors.conversation_messages(conversation=conversation, after_seq=self.after_seq):
+                event = selectors.message_event(message, conversation=conversation)
+                events.append(OutgoingEvent(event["event_type"], event["data"], event["seq"]))
+        return events
+
+    async def on_chat_message(self, data: Any) -> None:
+        text = data.get("text") if isinstance(data, dict) else None
+        _question, plan = await database_sync_to_async(turn.turn_begin)(
+            conversation_id=self.object_id, user=self.user, text=text
+        )
+        await turn.turn_start(plan)
+
+    async def on_tutor_interrupt(self, data: Any) -> None:
+        await turn.turn_cancel_everywhere(self.object_id)
+
+    async def on_tutor_retry(self, data: Any) -> None:
+        plan = await database_sync_to_async(turn.turn_retry_begin)(conversation_id=self.object_id, user=self.user)
+        await turn.turn_start(plan)
+
+    async def tutor_cancel(self, message: dict) -> None:
+        """A stop pressed on a socket of another process: the reply may be running here."""
+        await turn.turn_cancel(self.object_id)

@@ -399,7 +399,9 @@ class Message(models.Model):
         OFF_TOPIC = "off_topic", "Off topic"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
-    seq = models.PositiveBigIntegerField()
+    # Empty while a tutor reply streams: the number is taken when the reply is final, so `seq`
+    # order is the order in which events were persisted and broadcast (no gaps, no reordering).
+    seq = models.PositiveBigIntegerField(null=True, blank=True)
     role = models.CharField(max_length=20, choices=Role.choices)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -412,6 +414,10 @@ class Message(models.Model):
     offline = models.BooleanField(default=False)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    # Why a tutor reply failed or was cut short, for the professor and the logs.
+    error = models.TextField(blank=True)
+    # A note shown with the reply, e.g. that the tenant's budget moved it to a cheaper model.
+    notice = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -221,6 +221,18 @@ def group_send_now(group: str, message: dict) -> None:
         logger.warning("group_send to %s failed; clients catch up on reconnect", group, exc_info=True)
 
 
+async def group_send_async(group: str, message: dict) -> None:
+    """`group_send_now` for async code (a tutor reply streaming): same rule, a failing layer is
+    logged, never raised."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(group, message)
+    except Exception:
+        logger.warning("group_send to %s failed; clients catch up on reconnect", group, exc_info=True)
+
+
 def broadcast_on_commit(*, groups: Iterable[str], event_type: str, data: Any, seq: int | None = None) -> None:
     """Send an event to groups once the current transaction commits (immediately outside one)."""
     message = group_event(event_type, data, seq=seq)

@@ -10,6 +10,7 @@ websocket_urlpatterns = [
     path("ws/sessions/<int:session_id>/monitor/", consumers.MonitorConsumer.as_asgi()),
     path("ws/rooms/<int:room_id>/", consumers.RoomConsumer.as_asgi()),
     path("ws/tenant/", consumers.TenantConsumer.as_asgi()),
+    path("ws/conversations/<int:conversation_id>/", consumers.ConversationConsumer.as_asgi()),
 ]
 
 
@@ -23,3 +24,7 @@ def room_ws_path(room_id: int) -> str:
 
 def tenant_ws_path() -> str:
     return "/ws/tenant/"
+
+
+def conversation_ws_path(conversation_id: int) -> str:
+    return f"/ws/conversations/{int(conversation_id)}/"

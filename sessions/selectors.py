@@ -7,13 +7,16 @@ so another tenant's ids reveal nothing) and Forbidden (403 / 4403: it exists, it
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.apps import apps
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from courses.exceptions import Forbidden, NotFound, Unauthenticated
-from courses.models import Tenant, User
-from sessions.models import BreakoutRoom, LiveSession, RoomAssignment
+from courses.models import Student, Tenant, User
+from sessions.models import BreakoutRoom, Conversation, LiveSession, Message, RoomAssignment
 
 
 def _require_login(user: Any) -> None:
@@ -136,3 +139,193 @@ def tenant_get_for_member(*, user: User) -> Tenant:
     if tenant is None:
         raise Forbidden("You belong to no active institution.")
     return tenant
+
+
+# --- Practice conversations ---------------------------------------------------------------------
+
+
+def conversation_get_for_student(*, user: User, conversation_id: int) -> Conversation:
+    """A practice conversation of the user's own: NotFound outside the tenant (or no such id),
+    Forbidden for anybody but its student (other students, professors, staff)."""
+    _require_login(user)
+    conversation = (
+        _tenant_scope(
+            Conversation.objects.select_related("course", "student__user", "persona"), user
+        )
+        .filter(pk=conversation_id, room__isnull=True)
+        .first()
+    )
+    if conversation is None:
+        raise NotFound("No such conversation.")
+    if conversation.student is None or conversation.student.user_id != user.pk:
+        raise Forbidden("Only the student of this conversation can open it.")
+    return conversation
+
+
+def student_for_user(*, user: User) -> Student:
+    """The user's student profile; Forbidden for other roles (practice is for students)."""
+    _require_login(user)
+    student = Student.objects.filter(user_id=user.pk).first() if user.role == User.Role.STUDENT else None
+    if student is None:
+        raise Forbidden("Practice conversations are for students of the course.")
+    return student
+
+
+def conversation_list_for_student(
+    *, student: Student, course_id: int | None = None, mode: str | None = None
+) -> QuerySet[Conversation]:
+    """The student's practice conversations, newest activity first, with `message_count` and
+    `preview` (the latest message's text) annotated: one query however many there are."""
+    latest = Message.objects.filter(conversation=OuterRef("pk"), seq__isnull=False).order_by("-seq")
+    rows = Conversation.objects.filter(student=student, room__isnull=True)
+    if course_id is not None:
+        rows = rows.filter(course_id=course_id)
+    if mode:
+        rows = rows.filter(mode=mode)
+    return (
+        rows.select_related("course")
+        .annotate(
+            message_count=Count("messages", filter=Q(messages__seq__isnull=False)),
+            preview=Subquery(latest.values("text")[:1]),
+        )
+        .order_by("-updated_at", "-pk")
+    )
+
+
+def conversation_messages(*, conversation: Conversation, after_seq: int | None = None) -> QuerySet[Message]:
+    """Persisted messages in `seq` order (replies still streaming have none and are left out)."""
+    rows = conversation.messages.filter(seq__isnull=False)
+    if after_seq is not None:
+        rows = rows.filter(seq__gt=after_seq)
+    return rows.select_related("author").order_by("seq")
+
+
+def conversation_generating(*, conversation_id: int) -> int | None:
+    """The id of the reply being streamed right now, if any."""
+    return (
+        Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def conversation_status(*, conversation: Conversation) -> dict[str, Any]:
+    """`conversation.status`, sent on connect."""
+    generating = conversation_generating(conversation_id=conversation.pk)
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "mode": conversation.mode,
+        "course_id": conversation.course_id,
+        "last_seq": conversation.last_seq,
+        "generating": {"message_id": generating} if generating else None,
+    }
+
+
+def message_event(message: Message, *, conversation: Conversation, author_name: str | None = None) -> dict[str, Any]:
+    """The persisted event a message is on the wire: a student's line is `transcript.final`,
+    a tutor reply `tutor.message`. Returns {event_type, data, seq} for broadcast/replay."""
+    if message.role == Message.Role.STUDENT:
+        if author_name is None:
+            author_name = message.author.display_name if message.author_id else "Student"
+        return {
+            "event_type": "transcript.final",
+            "seq": message.seq,
+            "data": {
+                "segment_id": message.pk,  # a conversation's lines are its messages
+                "message_id": message.pk,
+                "conversation_id": conversation.pk,
+                "room_id": None,
+                "speaker": {"id": message.author_id, "name": author_name, "kind": "student"},
+                "text": message.text,
+                "source": "text",
+                "start_ms": 0,
+                "end_ms": 0,
+                "provider": "",
+                "guardrail": message.guardrail or None,
+            },
+        }
+    data: dict[str, Any] = {
+        "message_id": message.pk,
+        "conversation_id": conversation.pk,
+        "text": message.text,
+        "citations": message.citations,
+        "guardrail": message.guardrail or "on_topic",
+        "model": message.model,
+        "offline": message.offline,
+        "status": message.status,
+    }
+    if message.status == Message.Status.FAILED:
+        data["error"] = {"code": "tutor_unavailable", "message": TUTOR_UNAVAILABLE_MESSAGE}
+    if message.notice:
+        data["notice"] = message.notice
+    return {"event_type": "tutor.message", "seq": message.seq, "data": data}
+
+
+TUTOR_UNAVAILABLE_MESSAGE = "The tutor is unavailable right now; your message is saved. Try again in a moment."
+
+
+# --- Tutor status (the professor's view of the model chain) --------------------------------------
+
+RECENT_FAILURES_SHOWN = 10
+RECENT_FAILURES_HOURS = 24
+
+
+def _chain_rows(tenant_id: int) -> list[dict[str, Any]]:
+    from sessions.tutor.breaker import breaker_state
+    from sessions.tutor.chain import chain_for_tenant
+
+    rows = []
+    for spec in chain_for_tenant(tenant_id=tenant_id):
+        if spec.missing:
+            state, reason = "missing", spec.missing
+        else:
+            state = breaker_state(spec.breaker_key)
+            reason = {
+                "open": "Failing repeatedly: skipped until its cool-down ends.",
+                "half_open": "Recovering: the next call is a trial.",
+            }.get(state, "")
+            state = "ready" if state == "closed" else state
+        rows.append(
+            {"label": spec.label, "provider": spec.provider, "model_name": spec.model_name, "state": state, "reason": reason}
+        )
+    return rows
+
+
+def tutor_offline_only(*, tenant_id: int) -> bool:
+    """Whether only the offline tutor can answer now (no online model configured or working)."""
+    rows = _chain_rows(tenant_id)
+    online_ready = any(r["provider"] != "offline" and r["state"] in ("ready", "half_open") for r in rows)
+    return not online_ready and any(r["provider"] == "offline" for r in rows)
+
+
+def tutor_status_for_course(*, course) -> dict[str, Any]:
+    """The tutor status card: the chain with each entry's state, the tenant's budget, and the
+    latest failed model calls (a constant number of queries)."""
+    from courses.usage import tenant_month_spend
+    from sessions.tutor.chain import chain_apply_budget, chain_for_tenant
+
+    tenant = course.tenant
+    chain = _chain_rows(tenant.pk)
+    budget = None
+    if tenant.monthly_budget is not None:
+        spent = tenant_month_spend(tenant.pk)
+        _, notice = chain_apply_budget(chain=chain_for_tenant(tenant_id=tenant.pk), tenant=tenant)
+        budget = {"limit": tenant.monthly_budget, "spent": spent, "over": bool(notice), "notice": notice}
+    usage_event = apps.get_model("analytics", "UsageEvent")
+    since = timezone.now() - timedelta(hours=RECENT_FAILURES_HOURS)
+    failures = list(
+        usage_event.objects.filter(tenant_id=tenant.pk, kind="llm", created_at__gte=since)
+        .exclude(outcome="ok")
+        .order_by("-created_at")
+        .values("created_at", "model", "outcome", "error")[:RECENT_FAILURES_SHOWN]
+    )
+    online_ready = any(r["provider"] != "offline" and r["state"] in ("ready", "half_open") for r in chain)
+    return {
+        "course": course,
+        "chain": chain,
+        "budget": budget,
+        "recent_failures": failures,
+        "offline_only": not online_ready and any(r["provider"] == "offline" for r in chain),
+    }

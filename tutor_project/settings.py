@@ -227,6 +227,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Choice sets used by several serializers get one schema name each.
+    "ENUM_NAME_OVERRIDES": {
+        "PracticeModeEnum": "sessions.services.PRACTICE_MODE_CHOICES",
+        "TeachingModeEnum": "courses.models.TeachingMode",
+    },
 }
 
 # --- Real-time (WebSocket) limits ----------------------------------------------------------
@@ -249,8 +254,43 @@ OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")  # OpenAI, Groq, Ollama
 OPENAI_TRANSCRIBE_MODEL = env.str("OPENAI_TRANSCRIBE_MODEL", default="gpt-4o-mini-transcribe")
 OPENAI_TTS_MODEL = env.str("OPENAI_TTS_MODEL", default="gpt-4o-mini-tts")
 DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
+
+# --- Tutor: the LLM chain's policy (sessions/tutor/chain.py) --------------------------------
+
+# Seconds to open a connection to a provider, to wait for the next streamed chunk (the first one
+# included), and for a whole reply. Past any of them the attempt is a transient failure.
 LLM_CONNECT_TIMEOUT_SECONDS = env.float("LLM_CONNECT_TIMEOUT_SECONDS", default=5.0)
+LLM_READ_TIMEOUT_SECONDS = env.float("LLM_READ_TIMEOUT_SECONDS", default=20.0)
 LLM_TOTAL_TIMEOUT_SECONDS = env.float("LLM_TOTAL_TIMEOUT_SECONDS", default=60.0)
+# Retries of one model on a transient error (429, 5xx, timeout, connection) before the next model;
+# the SDK's own retries are off. Delay before retry n: uniform(0, min(max, base * 2**n)), or the
+# provider's Retry-After when it is shorter than the max.
+LLM_RETRIES_PER_MODEL = env.int("LLM_RETRIES_PER_MODEL", default=1)
+LLM_BACKOFF_BASE_SECONDS = env.float("LLM_BACKOFF_BASE_SECONDS", default=0.25)
+LLM_BACKOFF_MAX_SECONDS = env.float("LLM_BACKOFF_MAX_SECONDS", default=2.0)
+# Circuit breaker per model, shared by every process through the cache: it opens after
+# FAILURES transient failures within WINDOW seconds, and lets one trial call through (half-open)
+# after COOLDOWN seconds; a success closes it.
+LLM_BREAKER_FAILURES = env.int("LLM_BREAKER_FAILURES", default=5)
+LLM_BREAKER_WINDOW_SECONDS = env.int("LLM_BREAKER_WINDOW_SECONDS", default=60)
+LLM_BREAKER_COOLDOWN_SECONDS = env.int("LLM_BREAKER_COOLDOWN_SECONDS", default=30)
+
+# --- Tutor: dialogue ------------------------------------------------------------------------
+
+# A student's message is at most this many characters (longer ones get an `error`, not a cut).
+TUTOR_MAX_MESSAGE_CHARS = env.int("TUTOR_MAX_MESSAGE_CHARS", default=4000)
+# The conversation history in a prompt: at most this many recent messages within this many
+# tokens (estimated at 4 characters a token), newest kept first.
+TUTOR_HISTORY_MESSAGES = env.int("TUTOR_HISTORY_MESSAGES", default=12)
+TUTOR_HISTORY_TOKEN_BUDGET = env.int("TUTOR_HISTORY_TOKEN_BUDGET", default=1500)
+# Questions a student may ask the tutor a minute (each may cost a model call); 0: no limit.
+TUTOR_TURNS_PER_MINUTE = env.int("TUTOR_TURNS_PER_MINUTE", default=20)
+# Passages of course material retrieved for each question.
+TUTOR_PASSAGES = env.int("TUTOR_PASSAGES", default=4)
+# Messages of context the guardrail's LLM tier sees, and how long it may take before the
+# message is let through (a slow guardrail must not block the tutor).
+GUARDRAIL_HISTORY_MESSAGES = env.int("GUARDRAIL_HISTORY_MESSAGES", default=4)
+GUARDRAIL_LLM_TIMEOUT_SECONDS = env.float("GUARDRAIL_LLM_TIMEOUT_SECONDS", default=5.0)
 
 # --- Files, static, i18n -------------------------------------------------------------------
 

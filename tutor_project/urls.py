@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
     path("", include("courses.urls")),
+    path("", include("sessions.urls")),
 ]
 
 if settings.DEBUG:
