@@ -414,8 +414,7 @@ class ConversationConsumer(RealtimeConsumer):
         return [groups.conversation_group(conversation.id)]
 
     def connect_events(self, conversation) -> list[OutgoingEvent]:
-        services.stale_replies_close(conversation_id=conversation.id)
-        conversation.refresh_from_db(fields=["last_seq", "title", "mode"])
+        services.conversation_open(conversation=conversation)
         events = [OutgoingEvent("conversation.status", selectors.conversation_status(conversation=conversation))]
         if self.after_seq is not None:
             for message in selectors.conversation_messages(conversation=conversation, after_seq=self.after_seq):

@@ -272,12 +272,12 @@ RECENT_FAILURES_SHOWN = 10
 RECENT_FAILURES_HOURS = 24
 
 
-def _chain_rows(tenant_id: int) -> list[dict[str, Any]]:
+def _chain_rows(chain: list) -> list[dict[str, Any]]:
+    """Each chain entry (`ModelSpec`) with its state for people: ready, missing, open, half_open."""
     from sessions.tutor.breaker import breaker_state
-    from sessions.tutor.chain import chain_for_tenant
 
     rows = []
-    for spec in chain_for_tenant(tenant_id=tenant_id):
+    for spec in chain:
         if spec.missing:
             state, reason = "missing", spec.missing
         else:
@@ -293,11 +293,16 @@ def _chain_rows(tenant_id: int) -> list[dict[str, Any]]:
     return rows
 
 
-def tutor_offline_only(*, tenant_id: int) -> bool:
-    """Whether only the offline tutor can answer now (no online model configured or working)."""
-    rows = _chain_rows(tenant_id)
+def _offline_only(rows: list[dict[str, Any]]) -> bool:
     online_ready = any(r["provider"] != "offline" and r["state"] in ("ready", "half_open") for r in rows)
     return not online_ready and any(r["provider"] == "offline" for r in rows)
+
+
+def tutor_offline_only(*, tenant_id: int) -> bool:
+    """Whether only the offline tutor can answer now (no online model configured or working)."""
+    from sessions.tutor.chain import chain_for_tenant
+
+    return _offline_only(_chain_rows(chain_for_tenant(tenant_id=tenant_id)))
 
 
 def tutor_status_for_course(*, course) -> dict[str, Any]:
@@ -307,11 +312,12 @@ def tutor_status_for_course(*, course) -> dict[str, Any]:
     from sessions.tutor.chain import chain_apply_budget, chain_for_tenant
 
     tenant = course.tenant
-    chain = _chain_rows(tenant.pk)
+    specs = chain_for_tenant(tenant_id=tenant.pk)
+    chain = _chain_rows(specs)
     budget = None
     if tenant.monthly_budget is not None:
         spent = tenant_month_spend(tenant.pk)
-        _, notice = chain_apply_budget(chain=chain_for_tenant(tenant_id=tenant.pk), tenant=tenant)
+        _, notice = chain_apply_budget(chain=specs, tenant=tenant, spent=spent)
         budget = {"limit": tenant.monthly_budget, "spent": spent, "over": bool(notice), "notice": notice}
     usage_event = apps.get_model("analytics", "UsageEvent")
     since = timezone.now() - timedelta(hours=RECENT_FAILURES_HOURS)
@@ -321,11 +327,10 @@ def tutor_status_for_course(*, course) -> dict[str, Any]:
         .order_by("-created_at")
         .values("created_at", "model", "outcome", "error")[:RECENT_FAILURES_SHOWN]
     )
-    online_ready = any(r["provider"] != "offline" and r["state"] in ("ready", "half_open") for r in chain)
     return {
         "course": course,
         "chain": chain,
         "budget": budget,
         "recent_failures": failures,
-        "offline_only": not online_ready and any(r["provider"] == "offline" for r in chain),
+        "offline_only": _offline_only(chain),
     }

@@ -142,12 +142,19 @@ def message_text_clean(text: Any) -> str:
     return text
 
 
+def practice_default_mode(course: Course) -> str:
+    """The mode a new practice conversation starts in: the course's, if practice offers it."""
+    mode = course.default_teaching_mode
+    return mode if mode in PRACTICE_MODES else TeachingMode.SOCRATIC
+
+
 def conversation_create(
-    *, student: Student, course: Course, mode: str, title: str = "", reuse_empty: bool = True
+    *, student: Student, course: Course, mode: str | None = None, title: str = "", reuse_empty: bool = True
 ) -> tuple[Conversation, bool]:
-    """A practice conversation of `student` in `course`; an empty one of the same mode is reused
-    rather than piling up blank conversations. Returns (conversation, created)."""
-    mode = practice_mode_clean(mode)
+    """A practice conversation of `student` in `course` (no mode: the course's default); an empty
+    one of the same mode is reused rather than piling up blank conversations. Returns
+    (conversation, created)."""
+    mode = practice_mode_clean(mode) if mode else practice_default_mode(course)
     title = (title or "").strip()[:TITLE_MAX_CHARS]
     if reuse_empty:
         empty = (
@@ -189,10 +196,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
     conversation_id = conversation.pk
     with transaction.atomic():
         conversation.delete()
-        control_on_commit(
-            group=groups.conversation_group(conversation_id),
-            message={"type": "ws.close", "code": 4404, "kind": "conversation", "object_id": conversation_id},
-        )
+        _conversation_sockets_close_on_commit(conversation_id)
 
 
 def conversations_clear(*, student: Student, course: Course, mode: str = "") -> int:
@@ -207,11 +211,16 @@ def conversations_clear(*, student: Student, course: Course, mode: str = "") -> 
     with transaction.atomic():
         Conversation.objects.filter(pk__in=ids).delete()
         for conversation_id in ids:
-            control_on_commit(
-                group=groups.conversation_group(conversation_id),
-                message={"type": "ws.close", "code": 4404, "kind": "conversation", "object_id": conversation_id},
-            )
+            _conversation_sockets_close_on_commit(conversation_id)
     return len(ids)
+
+
+def _conversation_sockets_close_on_commit(conversation_id: int) -> None:
+    """A deleted conversation's open sockets are closed with 4404 (it is gone)."""
+    control_on_commit(
+        group=groups.conversation_group(conversation_id),
+        message={"type": "ws.close", "code": 4404, "kind": "conversation", "object_id": conversation_id},
+    )
 
 
 def _conversation_next_seq(conversation_id: int) -> int:
@@ -242,7 +251,7 @@ def conversation_message_post(*, conversation: Conversation, author: User, text:
 
 def tutor_reply_open(*, conversation: Conversation) -> Message:
     """The tutor's reply-to-be, status `streaming` and no `seq` yet (it takes one when final).
-    A reply left streaming by a process that died is closed first (see `stale_replies_close`)."""
+    If its process dies, `conversation_open` closes it later (see `stale_replies_close`)."""
     return Message.objects.create(
         conversation=conversation, seq=None, role=Message.Role.TUTOR, status=Message.Status.STREAMING
     )
@@ -309,3 +318,11 @@ def stale_replies_close(*, conversation_id: int) -> int:
             error="The reply was cut off when the server restarted.",
         )
     return len(stale)
+
+
+def conversation_open(*, conversation: Conversation) -> Conversation:
+    """Ready a conversation for reading (its page, a socket's connect): replies a dead process
+    left streaming are closed first, and the fields that changes are reloaded."""
+    if stale_replies_close(conversation_id=conversation.pk):
+        conversation.refresh_from_db(fields=["last_seq", "updated_at"])
+    return conversation

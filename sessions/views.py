@@ -15,7 +15,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
 from courses.exceptions import DomainError, Forbidden
-from courses.models import TeachingMode
 from courses.selectors import course_get_for_user, user_can_teach
 from sessions import routing, selectors, services
 
@@ -50,11 +49,10 @@ def practice_list(request: HttpRequest, course_id: int) -> HttpResponse:
 def practice_new(request: HttpRequest, course_id: int) -> HttpResponse:
     course = course_get_for_user(user=request.user, course_id=course_id)
     student = selectors.student_for_user(user=request.user)
-    mode = request.POST.get("mode") or (
-        course.default_teaching_mode if course.default_teaching_mode in services.PRACTICE_MODES else TeachingMode.SOCRATIC
-    )
     try:
-        conversation, _created = services.conversation_create(student=student, course=course, mode=mode)
+        conversation, _created = services.conversation_create(
+            student=student, course=course, mode=request.POST.get("mode")
+        )
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("practice-list", course_id=course.pk)
@@ -79,8 +77,7 @@ def practice_clear(request: HttpRequest, course_id: int) -> HttpResponse:
 @login_required
 def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = selectors.conversation_get_for_student(user=request.user, conversation_id=conversation_id)
-    services.stale_replies_close(conversation_id=conversation.pk)
-    conversation.refresh_from_db(fields=["last_seq", "title", "mode"])
+    services.conversation_open(conversation=conversation)
     course = conversation.course
     return render(
         request,

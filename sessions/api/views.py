@@ -154,17 +154,12 @@ class ConversationListApi(generics.ListAPIView):
         conversation, created = services.conversation_create(
             student=student,
             course=course,
-            mode=payload.validated_data.get("mode") or _practice_default_mode(course),
+            mode=payload.validated_data.get("mode"),
             title=payload.validated_data.get("title", ""),
             reuse_empty=payload.validated_data["reuse_empty"],
         )
         data = ConversationSerializer(conversation, context={"reused": not created}).data
         return Response(data, status=status.HTTP_201_CREATED)
-
-
-def _practice_default_mode(course) -> str:
-    mode = course.default_teaching_mode
-    return mode if mode in services.PRACTICE_MODES else "socratic"
 
 
 @extend_schema_view(

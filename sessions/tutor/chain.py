@@ -18,6 +18,7 @@ import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from types import TracebackType
 
 from channels.db import database_sync_to_async
@@ -79,11 +80,15 @@ def chain_for_tenant(*, tenant_id: int) -> list[ModelSpec]:
     return [_spec(row) for row in rows]
 
 
-def chain_apply_budget(*, chain: list[ModelSpec], tenant: Tenant) -> tuple[list[ModelSpec], str]:
-    """Over its monthly budget, a tenant gets only its cheapest usable model, and a notice saying so."""
+def chain_apply_budget(
+    *, chain: list[ModelSpec], tenant: Tenant, spent: Decimal | None = None
+) -> tuple[list[ModelSpec], str]:
+    """Over its monthly budget, a tenant gets only its cheapest usable model, and a notice saying
+    so. `spent`: this month's spend, if the caller has read it already."""
     if tenant.monthly_budget is None:
         return chain, ""
-    spent = tenant_month_spend(tenant.pk)
+    if spent is None:
+        spent = tenant_month_spend(tenant.pk)
     if spent < tenant.monthly_budget:
         return chain, ""
     usable = [spec for spec in chain if not spec.missing]

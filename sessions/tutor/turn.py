@@ -187,13 +187,18 @@ def turn_prepare(*, conversation: Conversation, question: Message, reply: Messag
     )
 
 
+def _conversation_for_turn(conversation_id: int) -> Conversation:
+    """The conversation with everything `turn_prepare` reads from it, in one query."""
+    return Conversation.objects.select_related(
+        "course__tenant", "course__default_persona", "persona", "student__user"
+    ).get(pk=conversation_id)
+
+
 def turn_begin(*, conversation_id: int, user: User, text: Any) -> tuple[dict[str, Any], TurnPlan]:
     """Persist the student's message and prepare the reply: (the `transcript.final` event of the
     question, the plan). Raises DomainError (bad message, rate limit) before anything is kept."""
     turn_rate_check(user_id=user.pk)
-    conversation = Conversation.objects.select_related(
-        "course__tenant", "course__default_persona", "persona", "student__user"
-    ).get(pk=conversation_id)
+    conversation = _conversation_for_turn(conversation_id)
     question = conversation_message_post(conversation=conversation, author=user, text=text)
     reply = tutor_reply_open(conversation=conversation)
     plan = turn_prepare(conversation=conversation, question=question, reply=reply, user=user)
@@ -203,9 +208,7 @@ def turn_begin(*, conversation_id: int, user: User, text: Any) -> tuple[dict[str
 def turn_retry_begin(*, conversation_id: int, user: User) -> TurnPlan:
     """Answer the latest student message again (after a failed or stopped reply)."""
     turn_rate_check(user_id=user.pk)
-    conversation = Conversation.objects.select_related(
-        "course__tenant", "course__default_persona", "persona", "student__user"
-    ).get(pk=conversation_id)
+    conversation = _conversation_for_turn(conversation_id)
     question = (
         conversation.messages.filter(role=Message.Role.STUDENT, seq__isnull=False).order_by("-seq").first()
     )
