@@ -56,3 +56,19 @@ class RateLimited(DomainError):
     code = "rate_limited"
     http_status = 429
     ws_close_code = 4429
+
+
+class FileTooLarge(DomainError):
+    """The file is larger than the upload limit."""
+
+    code = "file_too_large"
+    http_status = 413
+    ws_close_code = 4413
+
+
+class UnsupportedFileType(DomainError):
+    """Files of this type cannot be read."""
+
+    code = "unsupported_file_type"
+    http_status = 415
+    ws_close_code = 4415

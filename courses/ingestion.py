@@ -1,9 +1,11 @@
-"""Turning uploaded course material into searchable `DocumentChunk`s.
+"""Turning uploaded course material into searchable `DocumentChunk`s, with progress.
 
-For now plain text and Markdown: the file is decoded, cleaned, split along its structure
-(Markdown headings, form-feed page breaks, paragraphs) and stored as chunks of roughly 120-250
-words. PDF, DOCX and PPTX extraction (run by a Celery task with progress) builds on
-`document_ingest_text`'s chunker later; this module stays a plain function so a task can call it.
+`document_ingest` is the pipeline the Celery task runs: read the file, extract its text with
+where it sits (PDF pages and bookmarks, DOCX headings, PPTX slides, Markdown headings, form-feed
+pages of plain text), clean it, split it along its structure into chunks of roughly 120-250 words
+that open with the previous chunk's last sentences, embed them when an embeddings engine and
+pgvector are there, and store them. Progress (0-100) only ever goes up while it runs; a file that
+cannot be read ends `failed` with a reason for people. Running it twice writes the same chunks.
 """
 
 from __future__ import annotations
@@ -11,18 +13,49 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from django.db import transaction
+from django.utils import timezone
 
+from courses import extractors, search_schema
+from courses.embeddings import EMBEDDINGS_BATCH, EmbeddingsError, embeddings_engine
+from courses.extractors import IngestionRefused
 from courses.models import CourseDocument, DocumentChunk
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["IngestionRefused", "document_format", "document_ingest", "document_ingest_text"]
+
 MARKDOWN_TYPES = frozenset({"text/markdown", "text/x-markdown"})
 PLAIN_TYPES = frozenset({"text/plain"})
-EXTENSION_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".txt": "text/plain"}
+# The formats we read, by file extension (what decides) and by declared content type (the fallback
+# for a file without an extension).
+EXTENSION_FORMATS = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".pptx": "pptx",
+}
+CONTENT_TYPE_FORMATS = {
+    "text/markdown": "markdown",
+    "text/x-markdown": "markdown",
+    "text/plain": "text",
+    "application/pdf": "pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+}
+FORMAT_CONTENT_TYPES = {
+    "markdown": "text/markdown",
+    "text": "text/plain",
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+}
 
 CHUNK_MIN_WORDS = 120
 CHUNK_MAX_WORDS = 250
@@ -33,6 +66,13 @@ OVERLAP_MAX_WORDS = 45
 # More than this share of undecodable bytes means the file is not really text.
 MAX_REPLACEMENT_RATIO = 0.02
 
+# Where progress stands after each stage: extraction fills most of the bar (it is per page),
+# embeddings the next part (per batch), the write the rest.
+PROGRESS_STARTED = 2
+PROGRESS_EXTRACTED = 60
+PROGRESS_CHUNKED = 65
+PROGRESS_EMBEDDED = 95
+
 _ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
 _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)\s*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -42,8 +82,8 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(`*A-Z0-9])")
 
 
-class IngestionRefused(Exception):
-    """The document cannot be ingested; the message is shown to the professor as is."""
+class IngestionDeferred(Exception):
+    """A transient failure (the embeddings service is down): the task retries later."""
 
 
 @dataclass(slots=True)
@@ -72,54 +112,142 @@ class _Chunk:
         return "\n\n".join(self.parts)
 
 
-def document_ingest_text(*, document: CourseDocument) -> int:
-    """Chunk a text/plain or text/markdown document into `DocumentChunk`s; returns the count.
+class _Progress:
+    """Writes a document's progress as it rises, never down, and only for its revision."""
 
-    Replaces the document's chunks in one transaction and marks it ready, or marks it failed with
-    a reason for people (and no chunks). Running it again gives the same chunks.
+    def __init__(self, document: CourseDocument):
+        self.document_id = document.pk
+        self.revision = document.revision
+        self.value = document.progress if document.status == CourseDocument.Status.PROCESSING else 0
+
+    def set(self, value: float) -> None:
+        value = int(max(0, min(99, value)))  # 100 is written with the chunks, as `ready`
+        if value <= self.value:
+            return
+        self.value = value
+        CourseDocument.objects.filter(
+            pk=self.document_id, revision=self.revision, progress__lt=value
+        ).update(progress=value, updated_at=timezone.now())
+
+    def stage(self, start: float, end: float) -> Callable[[float], None]:
+        """A callback taking the fraction (0-1) of a stage that spans `start`..`end` percent."""
+        return lambda fraction: self.set(start + (end - start) * max(0.0, min(1.0, fraction)))
+
+
+def document_format(*, filename: str, content_type: str = "") -> str | None:
+    """"pdf", "docx", "pptx", "markdown" or "text" for a file name (its extension decides) or,
+    without a known extension, its content type; None for anything else."""
+    extension = PurePosixPath(filename or "").suffix.lower()
+    if extension in EXTENSION_FORMATS:
+        return EXTENSION_FORMATS[extension]
+    return CONTENT_TYPE_FORMATS.get((content_type or "").split(";")[0].strip().lower())
+
+
+def document_ingest(
+    *, document_id: int, revision: int | None = None, embeddings_required: bool = False, force: bool = False
+) -> str:
+    """Ingest one document; returns what happened: "ready", "failed", "gone", "stale" or "done".
+
+    Idempotent: a document already ready at this revision is left alone ("done") unless `force`;
+    a task for an older revision than the document's ("stale") or for a deleted document ("gone")
+    writes nothing. `embeddings_required` turns an embeddings failure into `IngestionDeferred` (the
+    task retries); otherwise the chunks are stored without vectors and search stays lexical.
     """
+    document = CourseDocument.objects.select_related("course").filter(pk=document_id).first()
+    if document is None:
+        return "gone"
+    if revision is not None and document.revision != revision:
+        return "stale"
+    if document.status == CourseDocument.Status.READY and not force:
+        return "done"
+    revision = document.revision
+    progress = _Progress(document)
+    CourseDocument.objects.filter(pk=document.pk, revision=revision).update(
+        status=CourseDocument.Status.PROCESSING, error="", updated_at=timezone.now()
+    )
+    progress.set(PROGRESS_STARTED)
     try:
-        content_type = _text_content_type(document)
-        text = _read_text(document)
-        blocks = _markdown_blocks(text) if content_type in MARKDOWN_TYPES else _plain_blocks(text)
+        blocks, page_count = _extract(document, progress.stage(PROGRESS_STARTED, PROGRESS_EXTRACTED))
+        progress.set(PROGRESS_EXTRACTED)
         chunks = _chunks(blocks)
         if not chunks:
             raise IngestionRefused("The file contains no text to learn from.")
+        progress.set(PROGRESS_CHUNKED)
+        vectors = _embed(
+            document,
+            chunks,
+            progress.stage(PROGRESS_CHUNKED, PROGRESS_EMBEDDED),
+            required=embeddings_required,
+        )
     except IngestionRefused as exc:
-        _mark_failed(document, str(exc))
-        return 0
+        _mark_failed(document, revision, str(exc))
+        return "failed"
+    return _store(document, revision, chunks, vectors, page_count)
 
-    page_count = text.count("\f") + 1 if "\f" in text else None
+
+def document_ingest_text(*, document: CourseDocument) -> int:
+    """Ingest `document` now, whatever its state (any format, despite the historical name);
+    returns the number of chunks stored (0 when it failed) and refreshes `document`."""
+    document_ingest(document_id=document.pk, force=True)
+    document.refresh_from_db()
+    return document.chunks.count() if document.status == CourseDocument.Status.READY else 0
+
+
+def _store(
+    document: CourseDocument,
+    revision: int,
+    chunks: list[_Chunk],
+    vectors: list[list[float]] | None,
+    page_count: int | None,
+) -> str:
     with transaction.atomic():
-        document.chunks.all().delete()
+        # The row lock orders this write after a concurrent replace or delete of the document.
+        current = CourseDocument.objects.select_for_update().filter(pk=document.pk).first()
+        if current is None:
+            return "gone"
+        if current.revision != revision:
+            return "stale"
+        DocumentChunk.objects.filter(document_id=document.pk).delete()
         DocumentChunk.objects.bulk_create(
             DocumentChunk(
-                document=document,
+                document_id=document.pk,
                 position=position,
                 page=chunk.page,
                 heading=chunk.heading[:500],
                 text=chunk.text,
                 token_count=_token_estimate(chunk.text),
+                embedding=vectors[position] if vectors else None,
             )
             for position, chunk in enumerate(chunks)
         )
-        document.status = CourseDocument.Status.READY
-        document.progress = 100
-        document.error = ""
-        document.page_count = page_count
-        document.save(update_fields=["status", "progress", "error", "page_count", "updated_at"])
-    logger.info("document %s ingested: %s chunks", document.pk, len(chunks))
-    return len(chunks)
+        CourseDocument.objects.filter(pk=document.pk).update(
+            status=CourseDocument.Status.READY,
+            progress=100,
+            error="",
+            page_count=page_count,
+            updated_at=timezone.now(),
+        )
+    logger.info("document %s ingested: %s chunks%s", document.pk, len(chunks), " with vectors" if vectors else "")
+    return "ready"
 
 
-def _mark_failed(document: CourseDocument, reason: str) -> None:
+def _mark_failed(document: CourseDocument, revision: int, reason: str) -> None:
     with transaction.atomic():
-        document.chunks.all().delete()
-        document.status = CourseDocument.Status.FAILED
-        document.progress = 0
-        document.error = reason
-        document.save(update_fields=["status", "progress", "error", "updated_at"])
+        current = CourseDocument.objects.select_for_update().filter(pk=document.pk, revision=revision).first()
+        if current is None:
+            return
+        DocumentChunk.objects.filter(document_id=document.pk).delete()
+        CourseDocument.objects.filter(pk=document.pk).update(
+            status=CourseDocument.Status.FAILED, progress=0, error=reason, updated_at=timezone.now()
+        )
     logger.warning("document %s not ingested: %s", document.pk, reason)
+
+
+def document_fail(*, document_id: int, revision: int, reason: str) -> None:
+    """Mark a document failed (the task's last word after its retries ran out)."""
+    document = CourseDocument.objects.filter(pk=document_id).first()
+    if document is not None:
+        _mark_failed(document, revision, reason)
 
 
 def _token_estimate(text: str) -> int:
@@ -127,24 +255,62 @@ def _token_estimate(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
 
+# --- Embeddings -----------------------------------------------------------------------------------
+
+
+def _embed(
+    document: CourseDocument, chunks: list[_Chunk], progress: Callable[[float], None], *, required: bool
+) -> list[list[float]] | None:
+    """Vectors for the chunks when an engine is configured and pgvector can store them."""
+    engine = embeddings_engine()
+    if engine is None or not search_schema.vector_store_ready():
+        return None
+    texts = [f"{chunk.heading}\n{chunk.text}" if chunk.heading else chunk.text for chunk in chunks]
+    vectors: list[list[float]] = []
+    try:
+        for start in range(0, len(texts), EMBEDDINGS_BATCH):
+            batch = engine.embed(texts[start : start + EMBEDDINGS_BATCH], tenant_id=document.course.tenant_id)
+            vectors.extend([round(value, 6) for value in vector] for vector in batch)
+            progress(len(vectors) / len(texts))
+    except EmbeddingsError as exc:
+        if required and exc.transient:
+            raise IngestionDeferred(str(exc)) from exc
+        logger.warning("document %s stored without vectors (search stays lexical): %s", document.pk, exc)
+        return None
+    return vectors
+
+
 # --- Reading --------------------------------------------------------------------------------------
 
 
-def _text_content_type(document: CourseDocument) -> str:
-    content_type = (document.content_type or "").split(";")[0].strip().lower()
-    if not content_type and document.file:
-        content_type = EXTENSION_TYPES.get(PurePosixPath(document.file.name).suffix.lower(), "")
-    if content_type in MARKDOWN_TYPES | PLAIN_TYPES:
-        return content_type
-    shown = content_type or "unknown"
-    raise IngestionRefused(
-        f"Files of type {shown} cannot be read yet; upload plain text (.txt) or Markdown (.md)."
-    )
-
-
-def _read_text(document: CourseDocument) -> str:
+def _extract(document: CourseDocument, progress: Callable[[float], None]) -> tuple[list[_Block], int | None]:
+    """The document's blocks and page (or slide) count."""
     if not document.file:
         raise IngestionRefused("The document has no file attached.")
+    kind = document_format(filename=document.file.name, content_type=document.content_type)
+    if kind is None:
+        shown = document.content_type or PurePosixPath(document.file.name).suffix or "unknown"
+        raise IngestionRefused(
+            f"Files of type {shown} cannot be read; upload PDF, Word (.docx), PowerPoint (.pptx), "
+            "Markdown (.md) or plain text (.txt)."
+        )
+    raw = _read_bytes(document)
+    if kind in ("markdown", "text"):
+        text = _decode_text(raw)
+        blocks = _markdown_blocks(text) if kind == "markdown" else _plain_blocks(text)
+        progress(1.0)
+        return blocks, (text.count("\f") + 1 if "\f" in text else None)
+    reader = {"pdf": extractors.pdf_extract, "docx": extractors.docx_extract, "pptx": extractors.pptx_extract}
+    extracted = reader[kind](raw, progress)
+    blocks = []
+    for paragraph in extracted.paragraphs:
+        cleaned = "\n".join(_clean_prose(line) for line in paragraph.text.split("\n") if line.strip())
+        if cleaned:
+            blocks.append(_Block(cleaned, paragraph.heading, paragraph.page))
+    return blocks, extracted.page_count
+
+
+def _read_bytes(document: CourseDocument) -> bytes:
     try:
         with document.file.open("rb") as handle:
             raw = handle.read()
@@ -152,6 +318,10 @@ def _read_text(document: CourseDocument) -> str:
         raise IngestionRefused("The file could not be read from storage; upload it again.") from exc
     if not raw.strip():
         raise IngestionRefused("The file is empty.")
+    return raw
+
+
+def _decode_text(raw: bytes) -> str:
     if b"\x00" in raw[:8192]:
         raise IngestionRefused("The file is not text (it contains binary data).")
     # utf-8-sig drops a byte-order mark; a few bad bytes (a stray Latin-1 character) are replaced
@@ -165,7 +335,6 @@ def _read_text(document: CourseDocument) -> str:
     return text
 
 
-# --- Structure ------------------------------------------------------------------------------------
 
 
 def _pages(text: str) -> list[tuple[int | None, str]]:

@@ -255,6 +255,9 @@ class CourseDocument(models.Model):
     progress = models.PositiveSmallIntegerField(default=0, help_text="Ingestion progress, 0-100.")
     error = models.TextField(blank=True, help_text="Why ingestion failed, in words for people.")
     page_count = models.PositiveIntegerField(null=True, blank=True)
+    # Bumped when the file is replaced: an ingestion task started for an older revision finds a
+    # newer one and leaves its work unwritten (courses.ingestion.document_ingest).
+    revision = models.PositiveIntegerField(default=1)
     uploaded_by = models.ForeignKey(
         User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -284,7 +287,11 @@ class DocumentChunk(models.Model):
     heading = models.CharField(max_length=500, blank=True)
     text = models.TextField()
     token_count = models.PositiveIntegerField(default=0)
-    # Filled when an embeddings engine is configured; pgvector column added with retrieval.
+    # The chunk's vector when an embeddings engine is configured (a list of floats, the portable
+    # copy). On PostgreSQL with pgvector the same vector also sits in the `embedding_vector` column
+    # (HNSW-indexed) and the lexical index in `search_vector`; on SQLite the lexical index is the
+    # FTS5 table `courses_documentchunk_fts`. Those are made by migrations 0004/0005 outside the
+    # model, so this model works on every database (courses/search_schema.py).
     embedding = models.JSONField(null=True, blank=True)
 
     class Meta:

@@ -1,34 +1,43 @@
-"""Finding the passages of a course's material that answer a question, with no model at all.
+"""Finding the passages of a course's material that answer a question.
 
-BM25 over the course's chunks, computed in Python from an index kept in this process and rebuilt
-only when the course's material changes. Lexical search is what the embedded default can always
-do; PostgreSQL full-text / SQLite FTS5 and pgvector (hybrid) replace the internals later behind
-the same `passages_search` signature.
+Lexical search needs no model: PostgreSQL full-text search over a generated tsvector column (GIN
+index), or SQLite FTS5 (BM25) in the embedded default (courses/search_schema.py). When an
+embeddings engine is configured and PostgreSQL has pgvector, a semantic search (HNSW, cosine)
+runs too, and the two rankings are fused by reciprocal rank fusion. Everything is scoped to the
+READY documents of one course of one tenant, in the SQL itself.
+
+`terms()`, `stem()` and `FOLLOW_UP_TERMS` are the light English text tools the offline tutor and
+the guardrail share with this module.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import re
-import threading
-from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from django.db.models import Count, Max
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 
-from courses.models import CourseDocument, DocumentChunk
+from courses import search_schema
+from courses.embeddings import EmbeddingsError, embeddings_engine
+from courses.models import CourseDocument
 
-# BM25 parameters: the usual values; b < 1 so long chunks are not punished too hard.
-BM25_K1 = 1.2
-BM25_B = 0.75
-# A term in a chunk's heading path counts as this many occurrences in its text.
+logger = logging.getLogger(__name__)
+
+# A term in a chunk's heading path weighs this much more than one in its text (SQLite bm25()
+# column weight; on PostgreSQL the heading is tsvector weight A, the text B).
 HEADING_WEIGHT = 3.0
-# Follow-ups ("why?", "is there anything easier?"): terms of the latest earlier messages join the
-# query at these weights, newest first.
-HISTORY_WEIGHTS = (0.5, 0.25)
-# Indexes of this many courses stay in memory (least recently used dropped first).
-INDEX_CACHE_SIZE = 64
+# Reciprocal rank fusion: score = sum of 1 / (RRF_K + rank) over the rankings a chunk is in.
+RRF_K = 60
+# Each ranking contributes this many candidates (at least) to the fusion.
+FUSION_DEPTH = 20
+# Follow-ups ("why?", "is there anything easier?"): the latest this many earlier messages give
+# the subject.
+HISTORY_LINES = 2
+# A query longer than this many words is cut (a pasted essay must not make a huge query).
+MAX_QUERY_WORDS = 32
 
 _STOP_WORDS_TEXT = """
     a about above after again against all also am an any anything anyone are aren't as at be
@@ -53,7 +62,8 @@ _DOUBLED_END = re.compile(r"([bdgmnprt])\1$")
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
-    """A passage found for a query: the chunk, its document's title, and the BM25 score."""
+    """A passage found for a query: the chunk, its document's title, where it sits, its score
+    (higher is better), and its rank (1 = best) in the lexical and semantic rankings it came from."""
 
     chunk_id: int
     document_id: int
@@ -62,6 +72,15 @@ class SearchHit:
     heading: str
     text: str
     score: float
+    lexical_rank: int | None = None
+    semantic_rank: int | None = None
+
+    @property
+    def found_by(self) -> str:
+        """"words", "meaning" or "words and meaning": what the professor's search box shows."""
+        if self.lexical_rank and self.semantic_rank:
+            return "words and meaning"
+        return "meaning" if self.semantic_rank else "words"
 
 
 def stem(word: str) -> str:
@@ -103,81 +122,26 @@ _FOLLOW_UP_WORDS = (
 FOLLOW_UP_TERMS = frozenset(stem(word) for word in _FOLLOW_UP_WORDS.split())
 
 
-@dataclass(slots=True)
-class _Index:
-    signature: tuple
-    chunks: list[tuple[int, int, str, int | None, str, str]]  # chunk, document, title, page, heading, text
-    postings: dict[str, list[tuple[int, float]]]  # term -> [(chunk index, weighted frequency)]
-    lengths: list[float]
-    average_length: float
+
+# Decimal numbers stay whole ("0.1"): PostgreSQL's parser indexes them as one token, and SQLite
+# reads a quoted "0.1" as the phrase 0 1, which is how FTS5 indexed it.
+_QUERY_WORD = re.compile(r"\d+(?:\.\d+)+|[a-z0-9]+(?:'[a-z]+)?")
 
 
-_cache: OrderedDict[tuple[int, int], _Index] = OrderedDict()
-_cache_lock = threading.Lock()
+def query_words(text: str) -> list[str]:
+    """The words of a text a full-text index can look up: lowercase letters, digits and decimal
+    numbers, no stop words, each once, at most MAX_QUERY_WORDS. The database's stemmer stems them."""
+    seen: dict[str, None] = {}
+    for word in _QUERY_WORD.findall(text.lower().replace("\u2019", "'")):
+        word = word.removesuffix("'s").replace("'", "")
+        if (word.isdigit() or (len(word) > 1 and word not in STOP_WORDS)) and word not in seen:
+            seen[word] = None
+    return list(seen)[:MAX_QUERY_WORDS]
 
 
-def _searchable_chunks(*, course_id: int, tenant_id: int):
-    return DocumentChunk.objects.filter(
-        document__course_id=course_id,
-        document__course__tenant_id=tenant_id,
-        document__status=CourseDocument.Status.READY,
-    )
-
-
-def _index_for(*, course_id: int, tenant_id: int) -> _Index | None:
-    """The course's index, rebuilt when a chunk or a ready document changed (one aggregate query
-    per question when nothing did)."""
-    chunks = _searchable_chunks(course_id=course_id, tenant_id=tenant_id)
-    state = chunks.aggregate(count=Count("id"), last_id=Max("id"), updated=Max("document__updated_at"))
-    if not state["count"]:
-        return None
-    signature = (state["count"], state["last_id"], state["updated"])
-    key = (course_id, tenant_id)
-    with _cache_lock:
-        index = _cache.get(key)
-        if index is not None and index.signature == signature:
-            _cache.move_to_end(key)
-            return index
-    rows = chunks.order_by("document_id", "position").values_list(
-        "id", "document_id", "document__title", "page", "heading", "text"
-    )
-    index = _build_index(signature, list(rows))
-    with _cache_lock:
-        _cache[key] = index
-        _cache.move_to_end(key)
-        while len(_cache) > INDEX_CACHE_SIZE:
-            _cache.popitem(last=False)
-    return index
-
-
-def _build_index(signature: tuple, rows: list[tuple[int, int, str, int | None, str, str]]) -> _Index:
-    postings: dict[str, list[tuple[int, float]]] = {}
-    lengths: list[float] = []
-    for position, (_, _, _, _, heading, text) in enumerate(rows):
-        body = Counter(terms(text))
-        head = Counter(terms(heading))
-        weighted = {term: body[term] + HEADING_WEIGHT * head[term] for term in body.keys() | head.keys()}
-        for term, frequency in weighted.items():
-            postings.setdefault(term, []).append((position, frequency))
-        lengths.append(sum(body.values()) + HEADING_WEIGHT * sum(head.values()))
-    average = sum(lengths) / len(lengths) if lengths else 0.0
-    return _Index(signature, rows, postings, lengths, average or 1.0)
-
-
-def _query_weights(
-    query: str, history: Sequence[str] | None, vocabulary: Mapping[str, object]
-) -> dict[str, float]:
-    """The query's terms at weight 1; for a follow-up, also the latest history lines' terms."""
-    weights = dict.fromkeys(terms(query), 1.0)
-    # A follow-up names nothing the material knows ("why?", "is there anything easier?", "can
-    # you give an example?"): what it is about is in the messages before it.
-    subject = [term for term in weights if term in vocabulary and term not in FOLLOW_UP_TERMS]
-    if not subject and history:
-        latest = [line for line in reversed(history) if line.strip()]
-        for line, weight in zip(latest, HISTORY_WEIGHTS, strict=False):
-            for term in terms(line):
-                weights[term] = max(weights.get(term, 0.0), weight)
-    return weights
+def retrieval_mode() -> str:
+    """"hybrid" when semantic search can run next to lexical search here, else "lexical"."""
+    return "hybrid" if embeddings_engine() is not None and search_schema.vector_store_ready() else "lexical"
 
 
 def passages_search(
@@ -185,32 +149,92 @@ def passages_search(
 ) -> list[SearchHit]:
     """The `limit` best passages of the course's ready material for `query`, best first.
 
-    `history` holds the student's earlier messages, oldest first: a short follow-up borrows their
-    terms (at a lower weight) to know what "it" is. Only chunks of READY documents of this course
-    and tenant are searched. [] for an empty query or a course without material.
-
-    The signature is stable: the BM25-in-Python internals will be replaced by PostgreSQL
-    full-text / SQLite FTS5 plus pgvector without changing callers.
+    `history` holds the student's earlier messages, oldest first: a follow-up that names nothing
+    the material knows ("why?", "is there anything easier?") is searched with the subject of the
+    latest of them. Only chunks of READY documents of this course and tenant are searched. [] for
+    an empty query or a course without material. Lexical, or hybrid (lexical + semantic, fused by
+    reciprocal rank) where an embeddings engine and pgvector are available.
     """
     if not query.strip() or limit <= 0:
         return []
-    index = _index_for(course_id=course_id, tenant_id=tenant_id)
-    if index is None:
-        return []
-    weights = _query_weights(query, history, index.postings)
-    total = len(index.chunks)
+    scope = (course_id, tenant_id)
+    depth = max(limit, FUSION_DEPTH)
+    words = [word for word in query_words(query) if stem(word) not in FOLLOW_UP_TERMS]
+    lexical = _lexical(scope, words, depth) if words else []
+    semantic_query = query
+    if not lexical and history:
+        latest = [line for line in reversed(history) if line.strip()][:HISTORY_LINES]
+        history_words = [word for line in latest for word in query_words(line)]
+        words = list(dict.fromkeys([*words, *history_words]))[:MAX_QUERY_WORDS]
+        lexical = _lexical(scope, words, depth) if words else []
+        semantic_query = "\n".join([*reversed(latest), query])
+    if not words and not lexical:
+        return []  # nothing to go on: semantic search alone would return "nearest" noise
+
+    engine = embeddings_engine()
+    if engine is None or not search_schema.vector_store_ready():
+        return lexical[:limit]
+    try:
+        vector = engine.embed([semantic_query], tenant_id=tenant_id)[0]
+    except EmbeddingsError as exc:
+        logger.warning("semantic search skipped (lexical only): %s", exc)
+        return lexical[:limit]
+    semantic = _semantic(scope, vector, depth)
+    return fuse(lexical, semantic, limit)
+
+
+def fuse(lexical: Sequence[SearchHit], semantic: Sequence[SearchHit], limit: int) -> list[SearchHit]:
+    """Reciprocal rank fusion of the two rankings; ties keep the lexical order."""
+    fused: dict[int, SearchHit] = {}
     scores: dict[int, float] = {}
-    for term, weight in weights.items():
-        postings = index.postings.get(term)
-        if not postings:
-            continue
-        idf = math.log(1 + (total - len(postings) + 0.5) / (len(postings) + 0.5))
-        for position, frequency in postings:
-            norm = BM25_K1 * (1 - BM25_B + BM25_B * index.lengths[position] / index.average_length)
-            scores[position] = scores.get(position, 0.0) + weight * idf * frequency * (BM25_K1 + 1) / (
-                frequency + norm
-            )
-    best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    for rank, hit in enumerate(lexical, start=1):
+        fused[hit.chunk_id] = replace(hit, lexical_rank=rank, semantic_rank=None)
+        scores[hit.chunk_id] = 1.0 / (RRF_K + rank)
+    for rank, hit in enumerate(semantic, start=1):
+        known = fused.get(hit.chunk_id)
+        fused[hit.chunk_id] = replace(known or hit, semantic_rank=rank, lexical_rank=known.lexical_rank if known else None)
+        scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    order = sorted(fused, key=lambda chunk_id: -scores[chunk_id])  # stable: lexical first on ties
+    return [replace(fused[chunk_id], score=round(scores[chunk_id], 6)) for chunk_id in order[:limit]]
+
+
+# --- The databases --------------------------------------------------------------------------------
+
+_COLUMNS = "c.id, c.document_id, d.title, c.page, c.heading, c.text"
+_SCOPE = (
+    "JOIN courses_coursedocument d ON d.id = c.document_id "
+    "JOIN courses_course co ON co.id = d.course_id "
+    "WHERE d.course_id = %s AND co.tenant_id = %s AND d.status = %s"
+)
+
+_PG_LEXICAL = f"""
+    SELECT {_COLUMNS}, ts_rank_cd(c.search_vector, q.query, 1) AS score
+    FROM courses_documentchunk c
+    CROSS JOIN to_tsquery('{search_schema.PG_TEXT_SEARCH_CONFIG}', %s) AS q(query)
+    {_SCOPE} AND c.search_vector @@ q.query
+    ORDER BY score DESC, c.id
+    LIMIT %s
+"""  # noqa: S608  (constants only; every value is a parameter)
+
+_SQLITE_LEXICAL = f"""
+    SELECT {_COLUMNS}, -bm25({search_schema.FTS_TABLE}, {HEADING_WEIGHT}, 1.0) AS score
+    FROM {search_schema.FTS_TABLE}
+    JOIN courses_documentchunk c ON c.id = {search_schema.FTS_TABLE}.rowid
+    {_SCOPE} AND {search_schema.FTS_TABLE} MATCH %s
+    ORDER BY score DESC, c.id
+    LIMIT %s
+"""  # noqa: S608
+
+_PG_SEMANTIC = f"""
+    SELECT {_COLUMNS}, 1 - (c.embedding_vector <=> %s::vector) AS score
+    FROM courses_documentchunk c
+    {_SCOPE} AND c.embedding_vector IS NOT NULL
+    ORDER BY c.embedding_vector <=> %s::vector
+    LIMIT %s
+"""  # noqa: S608
+
+
+def _hits(rows: Sequence[tuple]) -> list[SearchHit]:
     return [
         SearchHit(
             chunk_id=chunk_id,
@@ -219,8 +243,50 @@ def passages_search(
             page=page,
             heading=heading,
             text=text,
-            score=round(score, 4),
+            score=round(float(score), 4),
         )
-        for position, score in best
-        for chunk_id, document_id, title, page, heading, text in [index.chunks[position]]
+        for chunk_id, document_id, title, page, heading, text, score in rows
     ]
+
+
+def _lexical(scope: tuple[int, int], words: list[str], limit: int) -> list[SearchHit]:
+    """Chunks with any of the words, best first (one query)."""
+    course_id, tenant_id = scope
+    ready = CourseDocument.Status.READY
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Words are [a-z0-9.] only (query_words), so they are safe tsquery operands.
+            cursor.execute(_PG_LEXICAL, [" | ".join(words), course_id, tenant_id, ready, limit])
+        elif connection.vendor == "sqlite":
+            match = " OR ".join(f'"{word}"' for word in words)
+            cursor.execute(_SQLITE_LEXICAL, [course_id, tenant_id, ready, match, limit])
+        else:
+            raise NotImplementedError(f"no lexical search on {connection.vendor}")
+        return _hits(cursor.fetchall())
+
+
+def _semantic(scope: tuple[int, int], vector: list[float], limit: int) -> list[SearchHit]:
+    """Nearest chunks by cosine similarity above EMBEDDINGS_MIN_SIMILARITY (pgvector, HNSW)."""
+    course_id, tenant_id = scope
+    literal = "[" + ",".join(f"{value:.6g}" for value in vector) + "]"
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # pgvector >= 0.8: keep scanning the HNSW graph until `limit` rows pass the course
+            # filter (an index scan stops after ef_search candidates otherwise). SET LOCAL ends
+            # with this transaction; an older pgvector refuses it and scans as before.
+            try:
+                with transaction.atomic():
+                    cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            except DatabaseError:
+                pass
+            cursor.execute(
+                _PG_SEMANTIC,
+                [literal, course_id, tenant_id, CourseDocument.Status.READY, literal, limit],
+            )
+            rows = cursor.fetchall()
+    except DatabaseError as exc:
+        logger.warning("semantic search failed (lexical only): %s", exc)
+        return []
+    minimum = float(settings.EMBEDDINGS_MIN_SIMILARITY)
+    # relaxed_order may return rows slightly out of order: sort them again.
+    return sorted((hit for hit in _hits(rows) if hit.score >= minimum), key=lambda hit: -hit.score)

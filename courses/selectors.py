@@ -18,7 +18,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from courses.exceptions import NotFound
-from courses.models import Course, CourseDocument, Enrollment, Professor, Student, User
+from courses.models import Course, CourseDocument, DocumentChunk, Enrollment, Professor, Student, User
 
 
 def _related_model(model: type[Model], accessor: str) -> type[Model]:
@@ -111,9 +111,12 @@ def course_overview_list_for_user(*, user: User) -> QuerySet[Course]:
 
 
 def course_documents_for_user(*, user: User, course: Course) -> list[CourseDocument]:
-    """Documents of a course the user already may see (`course` comes from course_get_for_user)."""
+    """Documents of a course the user already may see (`course` comes from course_get_for_user),
+    each with `chunk_count`; one query."""
     del user  # every reader of the course sees its material; kept for a future per-role rule
-    return list(course.documents.order_by("title", "pk"))
+    return list(
+        course.documents.annotate(chunk_count=_count_subquery(DocumentChunk, "document")).order_by("title", "pk")
+    )
 
 
 def course_document_get_for_user(*, user: User, course_id: int, document_id: int) -> CourseDocument:
@@ -121,6 +124,24 @@ def course_document_get_for_user(*, user: User, course_id: int, document_id: int
     course = course_get_for_user(user=user, course_id=course_id)
     try:
         return course.documents.get(pk=document_id)
+    except (CourseDocument.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such document.") from None
+
+
+def document_list_for_user(*, user: User) -> QuerySet[CourseDocument]:
+    """Documents of every course the user may see, with `chunk_count` and their course."""
+    return (
+        CourseDocument.objects.filter(course__in=course_list_for_user(user=user).values("pk"))
+        .select_related("course")
+        .annotate(chunk_count=_count_subquery(DocumentChunk, "document"))
+        .order_by("course_id", "title", "pk")
+    )
+
+
+def document_get_for_user(*, user: User, document_id: int) -> CourseDocument:
+    """One document of a course the user may see, or NotFound (also for another tenant's)."""
+    try:
+        return document_list_for_user(user=user).get(pk=document_id)
     except (CourseDocument.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such document.") from None
 

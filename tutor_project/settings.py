@@ -352,6 +352,25 @@ LOGGING = {
     },
 }
 
+# --- Course materials (issue 6) -----------------------------------------------------------
+
+# Uploads: MAX_UPLOAD_BYTES (above) is the largest file; these are the formats we can read.
+DOCUMENT_EXTENSIONS = [".pdf", ".md", ".markdown", ".txt", ".docx", ".pptx"]
+# Ingestion runs as a Celery task. Without a broker (eager Celery) it runs in a background thread
+# of the web process instead of inside the upload request, so the portal shows its progress;
+# tests switch the thread off to run it in line.
+DOCUMENT_INGEST_IN_THREAD = env.bool("DOCUMENT_INGEST_IN_THREAD", default=CELERY_TASK_ALWAYS_EAGER)
+# Semantic search: "openai" (OpenAI-compatible /embeddings), "minilm" (offline, optional extra:
+# requirements/embeddings-local.txt) or "" for lexical retrieval only. Vectors are stored with
+# pgvector, so semantic (and hybrid) search needs PostgreSQL with the extension.
+EMBEDDINGS_ENGINE = env.str("EMBEDDINGS_ENGINE", default="")
+EMBEDDINGS_MODEL = env.str("EMBEDDINGS_MODEL", default="text-embedding-3-small")
+EMBEDDINGS_BASE_URL = env.str("EMBEDDINGS_BASE_URL", default=OPENAI_BASE_URL)
+EMBEDDINGS_API_KEY = env.str("EMBEDDINGS_API_KEY", default=OPENAI_API_KEY)
+EMBEDDINGS_TIMEOUT_SECONDS = env.float("EMBEDDINGS_TIMEOUT_SECONDS", default=10.0)
+# Semantic hits less similar than this (cosine) are dropped: nearest is not always relevant.
+EMBEDDINGS_MIN_SIMILARITY = env.float("EMBEDDINGS_MIN_SIMILARITY", default=0.2)
+
 # --- Tests ---------------------------------------------------------------------------------
 
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.

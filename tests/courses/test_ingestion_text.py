@@ -194,17 +194,17 @@ def test_bom_and_stray_bytes_are_tolerated():
 
 
 @pytest.mark.parametrize(
-    ("content", "content_type", "reason"),
+    ("content", "content_type", "name", "reason"),
     [
-        (b"", "text/markdown", "empty"),
-        (b"  \n\n \f \n", "text/plain", "empty"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "text/plain", "binary"),
-        (bytes(range(128, 256)) * 20, "text/plain", "UTF-8"),
-        (b"%PDF-1.7 some text", "application/pdf", "application/pdf"),
+        (b"", "text/markdown", "notes.md", "empty"),
+        (b"  \n\n \f \n", "text/plain", "notes.txt", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "text/plain", "notes.txt", "binary"),
+        (bytes(range(128, 256)) * 20, "text/plain", "notes.txt", "UTF-8"),
+        (b"GIF89a\x01\x00", "image/gif", "picture.gif", "image/gif cannot be read"),
     ],
 )
-def test_unreadable_documents_fail_with_a_reason_and_no_chunks(content, content_type, reason):
-    document = _document(content, content_type=content_type)
+def test_unreadable_documents_fail_with_a_reason_and_no_chunks(content, content_type, name, reason):
+    document = _document(content, content_type=content_type, name=name)
     factories.DocumentChunkFactory(document=document, text="left over from an earlier version")
 
     assert document_ingest_text(document=document) == 0
