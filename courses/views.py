@@ -59,8 +59,20 @@ def home(request: HttpRequest) -> HttpResponse:
             "audience": audience,
             "show_admin": user.is_staff or user.is_superuser,
             "live_now": [c for c in courses if c.live_session_count],
+            "live_sessions": _live_sessions(user) if any(c.live_session_count for c in courses) else [],
         },
     )
+
+
+def _live_sessions(user: User) -> list[dict]:
+    """The live sessions the user takes part in, with the student's own room: two queries
+    whatever the number. (Sessions are read through their own app's selectors; imported here,
+    not at the top, so `courses` keeps no import-time dependency on `sessions`.)"""
+    from sessions.selectors import sessions_visible_to, student_rooms
+
+    sessions = list(sessions_visible_to(user=user).filter(status="live").order_by("-started_at", "-pk")[:10])
+    rooms = student_rooms(user=user, session_ids=[s.pk for s in sessions]) if user.role == User.Role.STUDENT else {}
+    return [{"session": s, "room": rooms.get(s.pk)} for s in sessions]
 
 
 @require_safe

@@ -1,0 +1,272 @@
+// The professor's monitor (templates/sessions/monitor.html) over `/ws/sessions/<id>/monitor/`.
+//
+// The server renders every room with its latest lines and `last_seq`; the socket reconnects with
+// `?after_seq=`, so the lines said in between are replayed once (lines are keyed by segment id,
+// and realtime.js drops seqs it has seen). Each room card keeps its latest `lines_per_room`
+// lines. The steering console sends its commands over the socket when it is open (broadcast,
+// teaching mode, hint); its forms also work as plain POSTs without JavaScript or while
+// disconnected. Ending the session is a confirmed POST.
+
+import { connect } from "./realtime.js";
+import { escapeHtml } from "./markdown.js";
+import { clock, insertBySeq, lineElement, upgradeMarkdown } from "./room.js";
+
+const SOCKET_TEXT = { connecting: "Connecting…", open: "Live", reconnecting: "Reconnecting…", closed: "Disconnected" };
+const STATUS_TEXT = { draft: "Draft", live: "Live", ended: "Ended" };
+
+/** Whether a tutor reply counts as an alert on its room (failed, or an off-topic redirect). */
+export function isAlert(message) {
+  if (message.type !== "tutor.message") return false;
+  const data = message.data || {};
+  return data.status === "failed" || data.guardrail === "off_topic";
+}
+
+export function initMonitor(root = document) {
+  const configNode = root.getElementById("monitor-config");
+  const grid = root.getElementById("room-grid");
+  if (!configNode || !grid) return null;
+  const config = JSON.parse(configNode.textContent);
+  const perRoom = config.lines_per_room || 8;
+  const modes = config.modes || {};
+  const tutorStatuses = config.tutor_statuses || {};
+  const pill = root.getElementById("monitor-socket");
+  const consoleStatus = root.getElementById("console-status");
+  const announcer = root.getElementById("monitor-announcer");
+
+  const cards = new Map(); // room id -> card <li>
+  const seen = new Set(); // segment ids shown
+  for (const card of grid.querySelectorAll("[data-room-id]")) {
+    cards.set(Number(card.dataset.roomId), card);
+    for (const li of card.querySelectorAll("li[data-segment-id]")) seen.add(li.dataset.segmentId);
+    const time = card.querySelector("[data-last-activity]");
+    if (time && time.getAttribute("datetime")) time.textContent = clock(time.getAttribute("datetime")) || time.textContent;
+  }
+  upgradeMarkdown(grid);
+  let sessionStatus = config.status;
+  let socketStatus = "connecting";
+
+  function say(text, kind = "info") {
+    if (!consoleStatus) return;
+    consoleStatus.textContent = text;
+    consoleStatus.dataset.kind = kind;
+  }
+
+  function touch(card, ts) {
+    const time = card.querySelector("[data-last-activity]");
+    if (!time) return;
+    time.setAttribute("datetime", ts || new Date().toISOString());
+    time.textContent = clock(ts) || new Date().toLocaleTimeString();
+  }
+
+  function addAlert(card, roomName) {
+    const count = Number(card.dataset.alerts || 0) + 1;
+    card.dataset.alerts = String(count);
+    card.classList.add("has-alerts");
+    const badge = card.querySelector("[data-alert-badge]");
+    if (badge) {
+      badge.hidden = false;
+      badge.innerHTML = `<span data-alert-count>${count}</span> alert${count === 1 ? "" : "s"}`;
+    }
+    if (announcer) announcer.textContent = `Alert in ${roomName}`;
+  }
+
+  function line(message) {
+    const data = message.data || {};
+    const card = cards.get(data.room_id);
+    if (!card) return;
+    const key = String(data.segment_id);
+    if (seen.has(key)) return;
+    seen.add(key);
+    const list = card.querySelector("[data-lines]");
+    insertBySeq(list, lineElement(message, { compact: true }));
+    while (list.children.length > perRoom) list.firstElementChild.remove();
+    card.querySelector("[data-empty]").hidden = true;
+    touch(card, message.ts);
+    card.classList.remove("is-fresh");
+    void card.offsetWidth; // restart the highlight animation
+    card.classList.add("is-fresh");
+    if (isAlert(message)) addAlert(card, card.querySelector("[data-room-name]")?.textContent || "a room");
+  }
+
+  function applyRoom(row) {
+    const card = cards.get(row.id);
+    if (!card) return;
+    const name = card.querySelector("[data-room-name]");
+    if (name && row.name) name.textContent = row.name;
+    const topic = card.querySelector("[data-room-topic]");
+    if (topic) {
+      topic.textContent = row.topic || "";
+      topic.hidden = !row.topic;
+    }
+    const mode = card.querySelector("[data-room-mode]");
+    if (mode && row.teaching_mode) {
+      mode.className = `badge badge-mode badge-mode-${row.teaching_mode}`;
+      mode.textContent = modes[row.teaching_mode] || row.teaching_mode;
+    }
+    const tutor = card.querySelector("[data-tutor-status]");
+    if (tutor && row.tutor_status) {
+      tutor.className = `badge badge-tutor-${row.tutor_status}`;
+      tutor.textContent = `Tutor: ${tutorStatuses[row.tutor_status] || row.tutor_status}`;
+      if (row.tutor_error) tutor.title = row.tutor_error;
+      else tutor.removeAttribute("title");
+    }
+    const error = card.querySelector("[data-tutor-error]");
+    if (error) {
+      error.textContent = row.tutor_error || "";
+      error.hidden = !row.tutor_error;
+    }
+    const students = card.querySelector("[data-students]");
+    if (students && Array.isArray(row.students)) {
+      students.innerHTML = row.students.length
+        ? row.students.map((s) => `<li class="chip" data-student-id="${Number(s.id)}">${escapeHtml(s.name)}</li>`).join("")
+        : '<li class="chip chip-empty muted">No students</li>';
+    }
+    if (row.last_activity_at) {
+      const time = card.querySelector("[data-last-activity]");
+      if (time) {
+        time.setAttribute("datetime", row.last_activity_at);
+        time.textContent = clock(row.last_activity_at) || time.textContent;
+      }
+    }
+  }
+
+  function applySession(data) {
+    if (data.status) {
+      sessionStatus = data.status;
+      const badge = root.querySelector("[data-session-status]");
+      if (badge) {
+        badge.className = `badge badge-${data.status}`;
+        badge.textContent = STATUS_TEXT[data.status] || data.status;
+      }
+      root.getElementById("ended-banner").hidden = data.status !== "ended";
+      root.getElementById("draft-banner").hidden = data.status !== "draft";
+      for (const button of root.querySelectorAll("#console button, #console textarea, #console select")) {
+        button.disabled = data.status === "ended";
+      }
+    }
+    if (data.teaching_mode) {
+      const mode = root.querySelector("[data-session-mode]");
+      if (mode) {
+        mode.className = `badge badge-mode badge-mode-${data.teaching_mode}`;
+        mode.textContent = modes[data.teaching_mode] || data.teaching_mode;
+      }
+    }
+    if (typeof data.hint === "string") {
+      const state = root.querySelector("[data-hint-state]");
+      if (state) state.textContent = data.hint ? "A hint is active." : "No hint.";
+    }
+    if (Array.isArray(data.rooms)) {
+      for (const row of data.rooms) applyRoom(row);
+      const banner = root.getElementById("degraded-banner");
+      const tutors = (data.degraded && data.degraded.tutors) || {};
+      const rows = Object.entries(tutors).map(([roomId, reason]) => {
+        const room = data.rooms.find((r) => String(r.id) === roomId);
+        return `<li><strong>${escapeHtml(room ? room.name : `Room ${roomId}`)} tutor</strong>: ${escapeHtml(reason)}</li>`;
+      });
+      if (data.degraded && data.degraded.transcription) {
+        rows.push(`<li><strong>Transcription</strong>: ${escapeHtml(data.degraded.transcription)}</li>`);
+      }
+      if (banner) {
+        banner.querySelector("[data-degraded-list]").innerHTML = rows.join("");
+        banner.hidden = rows.length === 0;
+      }
+    }
+  }
+
+  function onMessage(message) {
+    const data = message.data || {};
+    switch (message.type) {
+      case "transcript.final":
+      case "tutor.message":
+      case "room.broadcast":
+        line(message);
+        break;
+      case "room.status":
+        applyRoom(data);
+        break;
+      case "session.status":
+        applySession(data);
+        break;
+      case "error":
+        say(data.message || "The server refused that.", "error");
+        break;
+      default:
+        break;
+    }
+  }
+
+  function showSocket() {
+    if (!pill) return;
+    pill.hidden = false;
+    pill.dataset.status = socketStatus;
+    pill.textContent = SOCKET_TEXT[socketStatus] || socketStatus;
+  }
+
+  const socket = connect(config.ws_path, {
+    afterSeq: Number.isInteger(config.last_seq) ? config.last_seq : undefined,
+    onMessage,
+    onStatus: (status) => {
+      socketStatus = status;
+      showSocket();
+    },
+    onClose: (event) => {
+      if (event.code === 4000) {
+        applySession({ status: "ended" });
+        socket.close();
+      } else if (event.code === 4401 || event.code === 4403 || event.code === 4404) {
+        say("This session is no longer yours to monitor. Reload the page.", "error");
+      }
+    },
+  });
+
+  const canUseSocket = () => socketStatus === "open" && sessionStatus === "live";
+  const target = (value) => (/^\d+$/.test(value) ? Number(value) : "all");
+  const targetName = (select) => select.options[select.selectedIndex]?.textContent || "all rooms";
+
+  const broadcast = root.getElementById("broadcast-form");
+  broadcast?.addEventListener("submit", (event) => {
+    if (!canUseSocket()) return; // a plain POST instead
+    event.preventDefault();
+    const text = broadcast.elements.text.value.trim();
+    if (!text) {
+      say("Write something to broadcast.", "error");
+      return;
+    }
+    socket.send("room.broadcast", { room_id: target(broadcast.elements.room_id.value), text });
+    broadcast.elements.text.value = "";
+    say(`Sent to ${targetName(broadcast.elements.room_id).toLowerCase()}.`);
+  });
+
+  const modeForm = root.getElementById("mode-form");
+  modeForm?.addEventListener("submit", (event) => {
+    if (!canUseSocket()) return;
+    event.preventDefault();
+    const mode = modeForm.elements.mode.value;
+    socket.send("session.mode", { mode, room_id: target(modeForm.elements.room_id.value) });
+    say(`${modes[mode] || mode} mode: ${targetName(modeForm.elements.room_id).toLowerCase()}.`);
+  });
+
+  const hint = root.getElementById("hint-form");
+  hint?.addEventListener("submit", (event) => {
+    if (!canUseSocket()) return;
+    event.preventDefault();
+    const clear = event.submitter && event.submitter.name === "clear";
+    const text = clear ? "" : hint.elements.text.value.trim();
+    if (clear) hint.elements.text.value = "";
+    socket.send("tutor.hint", { text });
+    say(text ? "Hint pushed to every tutor." : "Hint cleared.");
+  });
+
+  const end = root.getElementById("end-form");
+  end?.addEventListener("submit", (event) => {
+    // A plain POST (it redirects to the session page), once confirmed.
+    if (!window.confirm("End the session for every room? Students can no longer write.")) event.preventDefault();
+  });
+
+  showSocket();
+  return { socket };
+}
+
+if (typeof document !== "undefined" && document.getElementById("monitor-config")) {
+  initMonitor();
+}
