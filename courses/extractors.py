@@ -186,6 +186,9 @@ def docx_extract(raw: bytes, progress: Progress) -> Extracted:
         raise IngestionRefused("The Word file could not be opened; it may be damaged. Save it again as .docx.") from exc
 
     headings: list[tuple[int, str]] = []
+    # The Title style names the document, like a lone Markdown "# Title": it heads what comes
+    # before the first section but is left out of the sections' paths.
+    title = ""
     paragraphs: list[Paragraph] = []
     for number, block in enumerate(blocks, start=1):
         if isinstance(block, Table):
@@ -199,17 +202,17 @@ def docx_extract(raw: bytes, progress: Progress) -> Extracted:
                 if cells:
                     rows.append(" | ".join(cells))
             if rows:
-                paragraphs.append(Paragraph("\n".join(rows), _path(headings), None))
+                paragraphs.append(Paragraph("\n".join(rows), _path(headings) or title, None))
         else:
             text = re.sub(r"\s+", " ", block.text).strip()
             style = (block.style.name if block.style is not None else "") or ""
             if heading := _DOCX_HEADING.match(style):
-                _open_heading(headings, int(heading.group(1)) + 1, text)
+                _open_heading(headings, int(heading.group(1)), text)
             elif style.lower() == "title":
-                _open_heading(headings, 1, text)
+                title = title or text
             elif text:
                 bullet = "- " if style.lower().startswith("list") else ""
-                paragraphs.append(Paragraph(bullet + text, _path(headings), None))
+                paragraphs.append(Paragraph(bullet + text, _path(headings) or title, None))
         if number % 50 == 0:
             progress(number / len(blocks))
     progress(1.0)
@@ -221,12 +224,12 @@ def docx_extract(raw: bytes, progress: Progress) -> Extracted:
 # --- PPTX -----------------------------------------------------------------------------------------
 
 
-def _pptx_shape_texts(shapes: Any, skip: Any) -> Iterator[str]:
+def _pptx_shape_texts(shapes: Any, skip_id: int | None) -> Iterator[str]:
     for shape in shapes:
-        if shape is skip:
+        if skip_id is not None and shape.shape_id == skip_id:  # the title: it is the heading
             continue
         if getattr(shape, "shape_type", None) == 6 and hasattr(shape, "shapes"):  # a group
-            yield from _pptx_shape_texts(shape.shapes, skip)
+            yield from _pptx_shape_texts(shape.shapes, skip_id)
         elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
             items = [
                 (paragraph.level, re.sub(r"\s+", " ", "".join(run.text for run in paragraph.runs)).strip())
@@ -269,7 +272,8 @@ def pptx_extract(raw: bytes, progress: Progress) -> Extracted:
             title_shape = slide.shapes.title
             title = re.sub(r"\s+", " ", title_shape.text).strip() if title_shape is not None else ""
             heading = title or f"Slide {number}"
-            for text in _pptx_shape_texts(slide.shapes, title_shape):
+            title_id = title_shape.shape_id if title_shape is not None else None
+            for text in _pptx_shape_texts(slide.shapes, title_id):
                 paragraphs.append(Paragraph(text, heading, number))
             if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
                 notes = slide.notes_slide.notes_text_frame.text.strip()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from courses import extractors, search_schema
@@ -181,6 +181,18 @@ def document_ingest(
         )
     except IngestionRefused as exc:
         _mark_failed(document, revision, str(exc))
+        return "failed"
+    except (IngestionDeferred, DatabaseError):
+        raise  # transient: the task retries
+    except Exception:
+        # A library choking on an odd file must end as a failed document, not a stuck one.
+        logger.exception("document %s: ingestion crashed", document.pk)
+        _mark_failed(
+            document,
+            revision,
+            "An unexpected error stopped the reading of this file. Save it again (or export it to "
+            "PDF) and replace it; if that does not help, tell your administrator.",
+        )
         return "failed"
     return _store(document, revision, chunks, vectors, page_count)
 

@@ -15,4 +15,10 @@ urlpatterns = [
         views.course_document_file,
         name="course-document-file",
     ),
+    path(
+        "courses/<int:course_id>/documents/<int:document_id>/delete/",
+        views.course_document_delete,
+        name="course-document-delete",
+    ),
+    path("courses/<int:course_id>/documents/search/", views.course_documents_search, name="course-documents-search"),
 ]

@@ -6,17 +6,22 @@ Views stay thin: access checks and reads live in `courses.selectors`.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.template import loader
-from django.views.decorators.http import require_safe
+from django.urls import reverse
+from django.views.decorators.http import require_POST, require_safe
 
+from courses import documents as document_services
 from courses import selectors
 from courses.api.errors import error_response
+from courses.exceptions import Forbidden
 from courses.forms import LoginForm
 from courses.models import User
+from courses.retrieval import passages_search, retrieval_mode
 
 # --- Authentication ------------------------------------------------------------------------
 
@@ -79,7 +84,19 @@ def _live_sessions(user: User) -> list[dict]:
 @login_required
 def course_detail(request: HttpRequest, course_id: int) -> HttpResponse:
     detail = selectors.course_detail_for_user(user=request.user, course_id=course_id)
-    return render(request, "courses/course_detail.html", {"detail": detail, "course": detail.course})
+    return render(
+        request,
+        "courses/course_detail.html",
+        {"detail": detail, "course": detail.course, **_upload_limits()},
+    )
+
+
+def _upload_limits() -> dict[str, object]:
+    """What the upload box checks before sending (the API checks again)."""
+    return {
+        "max_upload_bytes": int(settings.MAX_UPLOAD_BYTES),
+        "document_extensions": ",".join(settings.DOCUMENT_EXTENSIONS),
+    }
 
 
 @require_safe
@@ -95,7 +112,44 @@ def course_documents(request: HttpRequest, course_id: int) -> HttpResponse:
             "course": course,
             "documents": documents,
             "documents_in_progress": selectors.documents_in_progress(documents),
+            "can_manage": selectors.user_can_teach(user=request.user, course=course),
+            **_upload_limits(),
         },
+    )
+
+
+@require_POST
+@login_required
+def course_document_delete(request: HttpRequest, course_id: int, document_id: int) -> HttpResponse:
+    """Delete a document (its professors), then back to the course page."""
+    document = selectors.course_document_get_for_user(
+        user=request.user, course_id=course_id, document_id=document_id
+    )
+    title = document.title
+    document_services.document_delete(user=request.user, document=document)
+    messages.success(request, f"“{title}” was deleted, with its passages.")
+    return redirect(f"{reverse('course-detail', args=[course_id])}#documents")
+
+
+@require_safe
+@login_required
+def course_documents_search(request: HttpRequest, course_id: int) -> HttpResponse:
+    """What the tutor would read for a question: the course's best passages (its professors)."""
+    course = selectors.course_get_for_user(user=request.user, course_id=course_id)
+    if not selectors.user_can_teach(user=request.user, course=course):
+        raise Forbidden("Only the course's professors may search its materials here.")
+    query = request.GET.get("q", "").strip()[:500]
+    hits = (
+        passages_search(
+            course_id=course.pk, tenant_id=course.tenant_id, query=query, limit=int(settings.TUTOR_PASSAGES)
+        )
+        if query
+        else []
+    )
+    return render(
+        request,
+        "courses/_documents_search.html",
+        {"course": course, "query": query, "hits": hits, "mode": retrieval_mode()},
     )
 
 
