@@ -10,3 +10,8 @@ class AnalyticsConfig(AppConfig):
         from courses.usage import provider_called
 
         provider_called.connect(usage_event_record, dispatch_uid="analytics.usage_event_record")
+
+        from analytics.receivers import session_analytics_queue
+        from sessions.signals import session_ended
+
+        session_ended.connect(session_analytics_queue, dispatch_uid="analytics.session_analytics_queue")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
 from analytics.models import UsageEvent
 
 ERROR_MAX_CHARS = 2000
+logger = logging.getLogger(__name__)
 
 
 def usage_event_record(
@@ -48,3 +50,14 @@ def usage_event_record(
         conversation_id=conversation_id,
         user_id=user_id,
     )
+
+
+def session_analytics_queue(sender: Any, *, session_id: int, **kwargs: Any) -> None:
+    """A session ended: queue its analytics. A broker that is down is logged; the computation
+    can be run again at any time (it replaces its rows)."""
+    from analytics.tasks import session_analytics_compute
+
+    try:
+        session_analytics_compute.delay(session_id)
+    except Exception:
+        logger.warning("could not queue analytics for session %s", session_id, exc_info=True)

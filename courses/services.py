@@ -100,14 +100,15 @@ PERSONA_STYLE = (
 # --- Prompt templates ------------------------------------------------------------------------
 # Django template syntax. Context names (filled by the tutor's context builder):
 #   persona {name, style_prompt}, student_name, course {title, code}, scope_terms, teaching_mode,
-#   room_topic, history [{role, name, text}], passages [{document, page, text}],
-#   lecture [{at, text}], question.
+#   room_topic, room_goal, hint, participants [first names], quiet_students [first names],
+#   history [{role, name, text}], passages [{document, page, text}], lecture [{at, text}], question.
 # `autoescape off`: prompts are plain text for a model, never HTML, so "<" must stay "<".
 
 _TUTOR_HEADER = """{% autoescape off %}You are {{ persona.name }}, the AI tutor of the course {{ course.code }} "{{ course.title }}".
 {% if persona.style_prompt %}{{ persona.style_prompt }}
-{% endif %}You are talking with {{ student_name }}.{% if room_topic %} This breakout room is working on: {{ room_topic }}.{% endif %}
-"""
+{% endif %}{% if participants %}You are the tutor of a breakout room with {{ participants|join:", " }}. They share this conversation and each line says who said it: answer the room as a group, address students by name, build on what one said to involve another, and balance airtime.{% if quiet_students %} {{ quiet_students|join:" and " }} {{ quiet_students|length|pluralize:"has,have" }} said little so far: invite them in by name with a question they can answer.{% endif %} The latest message is from {{ student_name }}.{% else %}You are talking with {{ student_name }}.{% endif %}{% if room_topic %} This breakout room is working on: {{ room_topic }}.{% endif %}{% if room_goal %} The room's goal: {{ room_goal }}{% endif %}
+{% if hint %}The professor asks every tutor to keep this in mind now: {{ hint }}
+{% endif %}"""
 
 _TUTOR_CONTEXT = """
 
@@ -124,7 +125,8 @@ No course material matched this message. If you rely on general knowledge, keep 
 Conversation so far:
 {% for m in history %}{{ m.name|default:m.role }} ({{ m.role }}): {{ m.text }}
 {% endfor %}{% endif %}
-{{ student_name }}'s latest message: {{ question }}
+{% if participants %}Latest messages in the room:
+{% else %}{{ student_name }}'s latest message: {% endif %}{{ question }}
 {% endautoescape %}"""
 
 PROMPT_BODIES: dict[str, tuple[str, str]] = {
@@ -377,8 +379,22 @@ def _tutor_configuration(*, tenant: Tenant, created: dict[str, int]) -> Any:
 
     for kind, (name, body) in PROMPT_BODIES.items():
         # Only when the kind has no global template at all: a staff member's newer version, or a
-        # deactivated v1, must survive `make run`.
-        if prompt_model.objects.filter(tenant__isnull=True, kind=kind).exists():
+        # deactivated v1, must survive `make run`. A seeded default nobody edited is brought up
+        # to the current built-in body as a new version (so older databases learn new context).
+        lineage = prompt_model.objects.filter(tenant__isnull=True, kind=kind)
+        if lineage.exists():
+            active = lineage.filter(is_active=True).first()
+            if (
+                active is not None and active.created_by_id is None and active.body != body
+                and active.notes.startswith("Default from demo_seed")
+            ):
+                from sessions.services import prompt_template_publish
+
+                prompt_template_publish(
+                    template=prompt_model(tenant=None, kind=kind, name=name, body=body, notes="Default from demo_seed (updated)."),
+                    created_by=None,
+                )
+                created["prompt_templates"] += 1
             continue
         prompt_model.objects.get_or_create(
             tenant=None,

@@ -45,10 +45,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from courses.exceptions import DomainError, Unauthenticated
-from sessions import groups, selectors, services
-from sessions.realtime import encode, envelope, query_params
-from sessions.tutor import turn
+from courses.exceptions import DomainError, Forbidden, Unauthenticated
+from sessions import groups, live, orchestration, selectors, services
+from sessions.realtime import encode, envelope, group_send_async, query_params
+from sessions.tutor import room_tutor, turn
 
 logger = logging.getLogger(__name__)
 
@@ -346,11 +346,43 @@ class RealtimeConsumer(
 # --- Routes -----------------------------------------------------------------------------------
 
 
-class MonitorConsumer(RealtimeConsumer):
-    """`/ws/sessions/<session_id>/monitor/`: the professor watching every room of a session."""
+class ReplayMixin:
+    """`?after_seq=N`: the persisted events after N are sent from the database right after the
+    snapshot; live events of the group with a seq already replayed are dropped, so each arrives
+    exactly once and in order (events reaching the group during the replay wait in the
+    consumer's queue until connect is done)."""
+
+    replayed_seq = 0
+
+    def replay_events(self, *, session_id: int, room_id: int | None) -> list[OutgoingEvent]:
+        if self.after_seq is None:
+            return []
+        events = [
+            OutgoingEvent(e["event_type"], e["data"], e["seq"])
+            for e in selectors.segment_events_after(session_id=session_id, room_id=room_id, after_seq=self.after_seq)
+        ]
+        if events:
+            self.replayed_seq = events[-1].seq
+        return events
+
+    async def dispatch(self, message: dict) -> None:
+        seq = message.get("seq")
+        if seq is not None and seq <= self.replayed_seq and message["type"] in self.forward_events:
+            return
+        await super().dispatch(message)
+
+
+# Persisted events of a session, forwarded as they are to room and monitor sockets.
+SESSION_EVENTS = frozenset({"transcript.final", "tutor.message", "room.broadcast", "room.status", "session.status"})
+
+
+class MonitorConsumer(ReplayMixin, RealtimeConsumer):
+    """`/ws/sessions/<session_id>/monitor/`: the professor watching every room of a session,
+    and the steering console (broadcast, teaching mode, hint, moves, end)."""
 
     object_kind = "monitor"
     url_kwarg = "session_id"
+    forward_events = SESSION_EVENTS
 
     def authorize(self, *, user, object_id):
         return selectors.session_get_for_monitor(user=user, session_id=object_id)
@@ -359,14 +391,53 @@ class MonitorConsumer(RealtimeConsumer):
         return [groups.session_monitor_group(session.id)]
 
     def connect_events(self, session) -> list[OutgoingEvent]:
-        return [OutgoingEvent("session.status", selectors.session_status_for_monitor(session=session))]
+        session.refresh_from_db()
+        snapshot = OutgoingEvent("session.status", selectors.session_status_for_monitor(session=session))
+        return [snapshot, *self.replay_events(session_id=session.id, room_id=None)]
+
+    def _session(self):
+        return selectors.session_get_for_monitor(user=self.user, session_id=self.object_id)
+
+    async def on_room_broadcast(self, data: Any) -> None:
+        data = data if isinstance(data, dict) else {}
+
+        def run():
+            live.room_broadcast(
+                session=self._session(), by=self.user, text=data.get("text"), room_id=data.get("room_id", "all")
+            )
+
+        await database_sync_to_async(run)()
+
+    async def on_session_mode(self, data: Any) -> None:
+        data = data if isinstance(data, dict) else {}
+        await database_sync_to_async(
+            lambda: live.session_mode_switch(session=self._session(), mode=data.get("mode"), room_id=data.get("room_id", "all"))
+        )()
+
+    async def on_tutor_hint(self, data: Any) -> None:
+        data = data if isinstance(data, dict) else {}
+        await database_sync_to_async(lambda: live.session_hint_set(session=self._session(), text=data.get("text", "")))()
+
+    async def on_assignment_move(self, data: Any) -> None:
+        data = data if isinstance(data, dict) else {}
+        await database_sync_to_async(
+            lambda: orchestration.assignment_move_by_ids(
+                session=self._session(), student_id=data.get("student_id"), room_id=data.get("room_id"), by=self.user
+            )
+        )()
+
+    async def on_session_end(self, data: Any) -> None:
+        await database_sync_to_async(lambda: orchestration.session_end(session=self._session(), by=self.user))()
 
 
-class RoomConsumer(RealtimeConsumer):
-    """`/ws/rooms/<room_id>/`: a breakout room's students and its professor."""
+class RoomConsumer(ReplayMixin, RealtimeConsumer):
+    """`/ws/rooms/<room_id>/`: a breakout room's students (each on their own socket) and whoever
+    may monitor its session. A student's `chat.message` becomes the room's next line; the room
+    tutor answers the room (sessions/tutor/room_tutor.py)."""
 
     object_kind = "room"
     url_kwarg = "room_id"
+    forward_events = SESSION_EVENTS | frozenset({"tutor.thinking", "tutor.delta"})
 
     def authorize(self, *, user, object_id):
         return selectors.room_get_for_participant(user=user, room_id=object_id)
@@ -375,7 +446,43 @@ class RoomConsumer(RealtimeConsumer):
         return [groups.room_group(room.id)]
 
     def connect_events(self, room) -> list[OutgoingEvent]:
-        return [OutgoingEvent("room.status", selectors.room_status(room=room))]
+        live.room_open(room)
+        snapshot = OutgoingEvent("room.status", selectors.room_status(room=room))
+        return [snapshot, *self.replay_events(session_id=room.session_id, room_id=room.id)]
+
+    def _post_line(self, text: Any):
+        # Re-read the room each time: the session may have ended, the student may have moved.
+        room = selectors.room_get_for_participant(user=self.user, room_id=self.object_id)
+        if not room_tutor.room_assignment_exists(room_id=room.pk, user_id=self.user.pk):
+            raise Forbidden("Only the room's students talk to its tutor; use the monitor to broadcast.")
+        turn.turn_rate_check(user_id=self.user.pk)
+        return live.room_line_post(room=room, user=self.user, text=text)
+
+    async def on_chat_message(self, data: Any) -> None:
+        text = data.get("text") if isinstance(data, dict) else None
+        await database_sync_to_async(self._post_line)(text)
+        await room_tutor.room_tutor_nudge(self.object_id)
+
+    async def on_tutor_interrupt(self, data: Any) -> None:
+        await room_tutor.room_tutor_stop(self.object_id)
+        await group_send_async(groups.room_group(self.object_id), {"type": "tutor.cancel"})
+
+    async def tutor_cancel(self, message: dict) -> None:
+        """A stop pressed in another process, or the session ending: the reply may run here."""
+        await room_tutor.room_tutor_stop(self.object_id)
+
+    async def room_moved(self, message: dict) -> None:
+        """This student was moved (user group): tell the client where to, then close (4409)."""
+        if message.get("from_room") != self.object_id:
+            return
+        from sessions.routing import room_ws_path
+
+        to_room = message.get("to_room")
+        await self.send_event(
+            "room.moved",
+            {"from_room": self.object_id, "to_room": to_room, "ws_url": room_ws_path(to_room) if to_room else None},
+        )
+        await self.close_with(int(message.get("code") or 4409), "moved")
 
 
 class TenantConsumer(RealtimeConsumer):

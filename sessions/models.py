@@ -321,6 +321,11 @@ class TranscriptSegment(models.Model):
     start_ms = models.PositiveIntegerField(default=0, help_text="Offset from session start.")
     end_ms = models.PositiveIntegerField(default=0)
     audio = models.FileField(upload_to="audio/%Y/%m/%d/", blank=True, max_length=500)
+    # A tutor's line in a room is the transcript side of a `Message` of the room's conversation,
+    # which keeps model, citations and guardrail verdict.
+    message = models.OneToOneField(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="segment"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

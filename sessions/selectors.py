@@ -16,7 +16,14 @@ from django.utils import timezone
 
 from courses.exceptions import Forbidden, NotFound, Unauthenticated
 from courses.models import Student, Tenant, User
-from sessions.models import BreakoutRoom, Conversation, LiveSession, Message, RoomAssignment
+from sessions.models import (
+    BreakoutRoom,
+    Conversation,
+    LiveSession,
+    Message,
+    RoomAssignment,
+    TranscriptSegment,
+)
 
 
 def _require_login(user: Any) -> None:
@@ -68,11 +75,26 @@ def session_get_for_monitor(*, user: User, session_id: int) -> LiveSession:
     return session
 
 
-def session_status_for_monitor(*, session: LiveSession) -> dict[str, Any]:
-    """The monitor's opening snapshot: the session and its rooms with their students.
+def _room_row(room: BreakoutRoom, session: LiveSession, students: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": room.id,
+        "session_id": room.session_id,
+        "name": room.name,
+        "number": room.number,
+        "topic": room.topic,
+        "goal": room.goal,
+        "status": room.status,
+        "teaching_mode": room.teaching_mode or session.teaching_mode,
+        "tutor_status": room.tutor_status,
+        "tutor_error": room.tutor_error,
+        "last_activity_at": room.last_activity_at,
+        "students": students,
+    }
 
-    Two queries whatever the number of rooms and students.
-    """
+
+def session_status_for_monitor(*, session: LiveSession) -> dict[str, Any]:
+    """`session.status`: the session and its rooms with their students (the monitor's opening
+    snapshot, also sent to rooms when the session changes). Two queries whatever the size."""
     rooms = session.rooms.order_by("number").prefetch_related(
         Prefetch("assignments", queryset=_assignments_with_students())
     )
@@ -81,14 +103,13 @@ def session_status_for_monitor(*, session: LiveSession) -> dict[str, Any]:
         "title": session.title,
         "status": session.status,
         "teaching_mode": session.teaching_mode,
+        "hint": session.tutor_hint,
+        "degraded": session.degraded or {},
+        "last_seq": session.last_seq,
+        "started_at": session.started_at,
+        "ended_at": session.ended_at,
         "rooms": [
-            {
-                "id": room.id,
-                "name": room.name,
-                "number": room.number,
-                "status": room.status,
-                "students": [_student_row(a.student) for a in room.assignments.all()],
-            }
+            _room_row(room, session, [_student_row(a.student) for a in room.assignments.all()])
             for room in rooms
         ],
     }
@@ -98,35 +119,132 @@ def session_status_for_monitor(*, session: LiveSession) -> dict[str, Any]:
 
 
 def room_get_for_participant(*, user: User, room_id: int) -> BreakoutRoom:
-    """A room the user may join: a student assigned to it, or the session's professor."""
+    """A room the user may join: a student assigned to it, or whoever may monitor the session
+    (its professor, the tenant's staff). NotFound outside the tenant, Forbidden otherwise."""
     _require_login(user)
     room = (
         _tenant_scope(
-            BreakoutRoom.objects.select_related("session__professor"), user, "session__tenant_id"
+            BreakoutRoom.objects.select_related("session__professor", "session__course"), user, "session__tenant_id"
         )
         .filter(pk=room_id)
         .first()
     )
     if room is None:
         raise NotFound("No such room.")
-    if room.session.professor.user_id == user.id:
+    if user_can_monitor(user=user, session=room.session):
         return room
     if RoomAssignment.objects.filter(room_id=room.id, student__user_id=user.id).exists():
         return room
     raise Forbidden("You are not assigned to this room.")
 
 
+def room_status_many(*, room_ids: list[int]) -> list[dict[str, Any]]:
+    """`room.status` of several rooms: two queries whatever their number."""
+    rooms = (
+        BreakoutRoom.objects.filter(pk__in=room_ids)
+        .select_related("session")
+        .prefetch_related(Prefetch("assignments", queryset=_assignments_with_students()))
+        .order_by("number")
+    )
+    return [
+        {
+            **_room_row(room, room.session, [_student_row(a.student) for a in room.assignments.all()]),
+            "session_status": room.session.status,
+            "session_title": room.session.title,
+            "last_seq": room.session.last_seq,
+        }
+        for room in rooms
+    ]
+
+
 def room_status(*, room: BreakoutRoom) -> dict[str, Any]:
-    """A room as its participants see it on connect. One query (its students)."""
-    return {
-        "id": room.id,
-        "name": room.name,
-        "topic": room.topic,
-        "session_id": room.session_id,
-        "students": [
-            _student_row(a.student) for a in _assignments_with_students().filter(room_id=room.id)
-        ],
-    }
+    """A room as its participants see it on connect."""
+    return room_status_many(room_ids=[room.id])[0]
+
+
+def segments_after(*, session_id: int, room_id: int | None = None, after_seq: int = 0, limit: int | None = None) -> QuerySet[TranscriptSegment]:
+    """Persisted lines of a session (or of one room) after `after_seq`, in seq order, with the
+    tutor lines' messages: one query."""
+    rows = TranscriptSegment.objects.filter(session_id=session_id, seq__gt=after_seq)
+    if room_id is not None:
+        rows = rows.filter(room_id=room_id)
+    rows = rows.select_related("message").order_by("seq")
+    return rows[:limit] if limit else rows
+
+
+def segment_events_after(*, session_id: int, room_id: int | None = None, after_seq: int = 0) -> list[dict[str, Any]]:
+    """The replay of a reconnecting socket: every persisted event after `after_seq`."""
+    from sessions.live import segment_event
+
+    return [segment_event(segment) for segment in segments_after(session_id=session_id, room_id=room_id, after_seq=after_seq)]
+
+
+# --- Sessions: the professor's pages and API ---------------------------------------------------
+
+
+def session_get_for_professor(*, user: User, session_id: int) -> LiveSession:
+    """A session the user may run (build, start, steer, end): its professor or the tenant's staff."""
+    return session_get_for_monitor(user=user, session_id=session_id)
+
+
+def sessions_for_course(*, course_id: int) -> QuerySet[LiveSession]:
+    return (
+        LiveSession.objects.filter(course_id=course_id)
+        .select_related("professor__user")
+        .annotate(rooms_total=Count("rooms", distinct=True), students_total=Count("assignments", distinct=True))
+        .order_by("-created_at")
+    )
+
+
+def sessions_visible_to(*, user: User) -> QuerySet[LiveSession]:
+    """Sessions the user may see: a student those of their courses; a professor theirs; staff
+    every session of the tenant."""
+    _require_login(user)
+    rows = _tenant_scope(LiveSession.objects.select_related("course", "professor__user"), user)
+    if user.is_superuser or user.role == User.Role.STAFF:
+        return rows
+    if user.role == User.Role.PROFESSOR:
+        return rows.filter(professor__user_id=user.pk)
+    return rows.filter(course__enrollments__student__user_id=user.pk, course__enrollments__status="active").distinct()
+
+
+def student_rooms(*, user: User, session_ids: list[int]) -> dict[int, BreakoutRoom]:
+    """{session id: the user's room} for the given sessions (one query)."""
+    rows = RoomAssignment.objects.filter(session_id__in=session_ids, student__user_id=user.pk).select_related("room")
+    return {a.session_id: a.room for a in rows}
+
+
+def monitor_page(*, session: LiveSession) -> dict[str, Any]:
+    """Everything the monitor page renders: the snapshot, each room's latest lines, and each
+    room's alert count (failed or off-topic tutor replies). Four queries whatever the number of
+    rooms and students."""
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+
+    from sessions.live import monitor_lines_per_room, segment_event
+
+    status = session_status_for_monitor(session=session)
+    latest = (
+        TranscriptSegment.objects.filter(session_id=session.pk, room__isnull=False)
+        .select_related("message")
+        .annotate(row=Window(RowNumber(), partition_by=[F("room_id")], order_by=F("seq").desc()))
+        .filter(row__lte=monitor_lines_per_room())
+        .order_by("seq")
+    )
+    lines: dict[int, list[dict[str, Any]]] = {}
+    for segment in latest:
+        lines.setdefault(segment.room_id, []).append(segment_event(segment))
+    alerts = dict(
+        Message.objects.filter(conversation__room__session_id=session.pk)
+        .filter(Q(status=Message.Status.FAILED) | Q(guardrail=Message.Guardrail.OFF_TOPIC))
+        .values("conversation__room_id")
+        .annotate(n=Count("pk"))
+        .values_list("conversation__room_id", "n")
+    )
+    for room in status["rooms"]:
+        room["lines"] = lines.get(room["id"], [])
+        room["alerts"] = alerts.get(room["id"], 0) + (1 if room["tutor_status"] == "failed" else 0)
+    return status
 
 
 # --- Tenant ---------------------------------------------------------------------------------

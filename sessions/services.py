@@ -293,9 +293,28 @@ def tutor_reply_close(
         message.save()
         if question_id is not None and guardrail:
             Message.objects.filter(pk=question_id, role=Message.Role.STUDENT).update(guardrail=guardrail)
-        event = message_event(message, conversation=message.conversation)
+        conversation = message.conversation
+        if conversation.room_id is not None:
+            # A breakout room's tutor: its line joins the session transcript (seq of the
+            # session) and goes to the room and the monitor. An empty, stopped reply says nothing.
+            if text or status == Message.Status.FAILED:
+                from sessions.live import room_tutor_line_post
+
+                room_tutor_line_post(
+                    message=message, room_id=conversation.room_id, session_id=conversation.session_id,
+                    speaker_name=_tutor_name(conversation),
+                )
+            return message
+        event = message_event(message, conversation=conversation)
         broadcast_on_commit(groups=[groups.conversation_group(message.conversation_id)], **event)
     return message
+
+
+def _tutor_name(conversation: Conversation) -> str:
+    persona = conversation.persona
+    if persona is None and conversation.persona_id is None:
+        persona = conversation.course.default_persona
+    return persona.name if persona else "Tutor"
 
 
 STALE_REPLY_GRACE_SECONDS = 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models.signals import post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from sessions.services import user_sockets_close
 
@@ -18,3 +18,8 @@ def close_sockets_of_inactive_user(sender, instance, created: bool, update_field
     if update_fields is not None and "is_active" not in update_fields:
         return
     user_sockets_close(user_id=instance.pk, code=4401)
+
+
+# Sent after a session ended and its transaction committed (`sender`: LiveSession, `session_id`).
+# The analytics app queues its computation on it; sessions imports nothing of analytics.
+session_ended = Signal()

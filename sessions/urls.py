@@ -25,4 +25,7 @@ urlpatterns = [
     path("sessions/<int:session_id>/mode/", views_live.session_mode, name="session-mode"),
     path("sessions/<int:session_id>/hint/", views_live.session_hint, name="session-hint"),
     path("rooms/<int:room_id>/", views_live.room_detail, name="room-detail"),
+    # Transcript exports: .vtt, .csv, .json (sessions/exports.py)
+    path("sessions/<int:session_id>/transcript.<str:fmt>", views.session_transcript_export, name="session-transcript-export"),
+    path("rooms/<int:room_id>/transcript.<str:fmt>", views.room_transcript_export, name="room-transcript-export"),
 ]

@@ -139,3 +139,22 @@ def course_tutor_status(request: HttpRequest, course_id: int) -> HttpResponse:
     if not user_can_teach(user=request.user, course=course):
         raise Forbidden("Only the course's professors see the tutor's status.")
     return render(request, "sessions/_tutor_status.html", selectors.tutor_status_for_course(course=course))
+
+
+# --- Transcript exports (the same files as the API's) -------------------------------------------
+
+
+@require_safe
+@login_required
+def session_transcript_export(request: HttpRequest, session_id: int, fmt: str) -> HttpResponse:
+    from sessions.api.live import export_session
+
+    return export_session(user=request.user, session_id=session_id, fmt=fmt)
+
+
+@require_safe
+@login_required
+def room_transcript_export(request: HttpRequest, room_id: int, fmt: str) -> HttpResponse:
+    from sessions.api.live import export_room
+
+    return export_room(user=request.user, room_id=room_id, fmt=fmt)

@@ -292,6 +292,21 @@ TUTOR_PASSAGES = env.int("TUTOR_PASSAGES", default=4)
 GUARDRAIL_HISTORY_MESSAGES = env.int("GUARDRAIL_HISTORY_MESSAGES", default=4)
 GUARDRAIL_LLM_TIMEOUT_SECONDS = env.float("GUARDRAIL_LLM_TIMEOUT_SECONDS", default=5.0)
 
+# --- Live sessions (sessions/orchestration.py, sessions/live.py, sessions/tutor/room_tutor.py) ---
+
+# Starts one room's tutor (a soft failure raises); a dotted path so an avatar provider can plug in.
+ROOM_TUTOR_STARTER = env.str("ROOM_TUTOR_STARTER", default="sessions.orchestration.room_tutor_start")
+ROOM_TUTOR_START_WORKERS = env.int("ROOM_TUTOR_START_WORKERS", default=8)
+# The room tutor waits this long after a student's line for others to add theirs, then answers
+# everything said since its last reply in one turn (a group is not a queue of questions).
+ROOM_TUTOR_DEBOUNCE_MS = env.int("ROOM_TUTOR_DEBOUNCE_MS", default=1200)
+# A student who said fewer than this many of the room's lines is "quiet": the tutor invites them in.
+ROOM_QUIET_SHARE = env.float("ROOM_QUIET_SHARE", default=0.15)
+# A live session with no activity for this long is ended by the beat task (sessions.tasks).
+SESSION_IDLE_END_MINUTES = env.int("SESSION_IDLE_END_MINUTES", default=90)
+# Lines per room the monitor page renders (the socket adds the rest live).
+MONITOR_LINES_PER_ROOM = env.int("MONITOR_LINES_PER_ROOM", default=8)
+
 # --- Files, static, i18n -------------------------------------------------------------------
 
 STATIC_URL = "static/"

@@ -85,7 +85,11 @@ class TutorContext:
     persona_style: str = ""
     scope_terms: list[str] = field(default_factory=list)
     room_topic: str = ""
+    room_goal: str = ""
     hint: str = ""  # pushed by the professor into every tutor of a session
+    # A breakout room: everyone in it (first names), and who has said little so far.
+    participants: list[str] = field(default_factory=list)
+    quiet_students: list[str] = field(default_factory=list)
     history: list[HistoryLine] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)
     lecture: list[LectureLine] = field(default_factory=list)

@@ -224,6 +224,7 @@ def offline_reply_text(context: TutorContext) -> str:
 
     A question asked again later in the conversation is phrased differently: the phrasing is
     seeded by the question and the turn, and a reply identical to an earlier one is redrawn.
+    In a breakout room the reply ends by inviting a quiet student in by name.
     """
     earlier = {line.text.strip() for line in context.history if line.role == "tutor"}
     reply = ""
@@ -231,7 +232,27 @@ def offline_reply_text(context: TutorContext) -> str:
         reply = _compose(context, attempt)
         if reply not in earlier:
             break
-    return reply
+    invitation = _room_invitation(context)
+    return f"{reply}\n\n{invitation}" if invitation else reply
+
+
+_INVITE_QUIET = [
+    "{quiet}, what do you think?",
+    "{quiet}, how would you put it in your own words?",
+    "{quiet}, do you agree, or would you do it differently?",
+    "Let's hear from {quiet} too: what would you try first?",
+]
+
+
+def _room_invitation(context: TutorContext) -> str:
+    """In a room, a question to the quietest student who did not just speak ("" elsewhere)."""
+    asker = _first_name(context.student_name)
+    quiet = [name for name in context.quiet_students if name and name != asker]
+    if not context.participants or not quiet:
+        return ""
+    seed = hashlib.sha256(f"{context.question.lower()}|{len(context.history)}|invite".encode()).digest()
+    rng = random.Random(seed)  # noqa: S311 (phrasing, not security)
+    return rng.choice(_INVITE_QUIET).format(quiet=quiet[0])
 
 
 def _compose(context: TutorContext, attempt: int) -> str:

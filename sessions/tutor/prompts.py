@@ -96,7 +96,10 @@ def prompt_context(context: TutorContext) -> dict[str, Any]:
         "scope_terms": context.scope_terms,
         "teaching_mode": context.teaching_mode,
         "room_topic": context.room_topic,
+        "room_goal": context.room_goal,
         "hint": context.hint,
+        "participants": context.participants,
+        "quiet_students": context.quiet_students,
         "history": [{"role": h.role, "name": h.name, "text": h.text} for h in context.history],
         "passages": [
             {"document": p.document, "page": p.page, "heading": p.heading, "text": p.text}

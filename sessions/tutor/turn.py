@@ -62,7 +62,7 @@ class TurnPlan:
     tenant_id: int
     course_id: int
     user_id: int | None
-    question_id: int
+    question_id: int | None  # None in a room: the question is the room's latest lines
     reply_id: int
     context: TutorContext
     messages: list[dict[str, str]]
@@ -72,9 +72,13 @@ class TurnPlan:
     chain: list[ModelSpec]
     notice: str = ""
     citation_urls: dict[int, str] = field(default_factory=dict)  # document id -> file URL
+    room_id: int | None = None  # a breakout room's turn: events go to the room's group
+    session_id: int | None = None
 
     @property
     def group(self) -> str:
+        if self.room_id is not None:
+            return groups.room_group(self.room_id)
         return groups.conversation_group(self.conversation_id)
 
     @property
@@ -114,7 +118,7 @@ def _history(conversation: Conversation, *, before_seq: int, student_name: str, 
     return [HistoryLine(role=role, name=names.get(role, role), text=text) for role, text in reversed(rows)]
 
 
-def _passages(*, conversation: Conversation, question: str, history: list[HistoryLine]) -> list[Passage]:
+def passages_for(*, conversation: Conversation, question: str, history: list[HistoryLine]) -> list[Passage]:
     hits = passages_search(
         course_id=conversation.course_id,
         tenant_id=conversation.tenant_id,
@@ -152,23 +156,36 @@ def turn_prepare(*, conversation: Conversation, question: Message, reply: Messag
         persona_style=persona.style_prompt if persona else "",
         scope_terms=[str(term) for term in course.scope_terms or []],
         history=history,
-        passages=_passages(conversation=conversation, question=question.text, history=history),
+        passages=passages_for(conversation=conversation, question=question.text, history=history),
         conversation_id=conversation.pk,
     )
+    return plan_build(
+        conversation=conversation, context=context, reply=reply, question_id=question.pk,
+        user_id=user.pk if user else None,
+    )
+
+
+def plan_build(
+    *, conversation: Conversation, context: TutorContext, reply: Message, question_id: int | None,
+    user_id: int | None, room_id: int | None = None, session_id: int | None = None,
+) -> TurnPlan:
+    """The plan of a reply from its context: prompts of the mode, guardrail prompt, the model
+    chain with the tenant's budget applied, citation links. Shared by practice and room turns."""
+    course = conversation.course
     mode_prompt = prompts.prompt_template_resolve(
-        tenant_id=conversation.tenant_id, kind=prompts.MODE_TO_KIND.get(conversation.mode, "socratic")
+        tenant_id=conversation.tenant_id, kind=prompts.MODE_TO_KIND.get(context.teaching_mode, "socratic")
     )
     guardrail_prompt = prompts.prompt_template_resolve(tenant_id=conversation.tenant_id, kind="guardrail")
     guardrail_context = replace(
-        context, history=history[-int(settings.GUARDRAIL_HISTORY_MESSAGES) :], passages=[]
+        context, history=context.history[-int(settings.GUARDRAIL_HISTORY_MESSAGES) :], passages=[]
     )
     chain, notice = chain_apply_budget(chain=chain_for_tenant(tenant_id=conversation.tenant_id), tenant=course.tenant)
     return TurnPlan(
         conversation_id=conversation.pk,
         tenant_id=conversation.tenant_id,
         course_id=course.pk,
-        user_id=user.pk if user else None,
-        question_id=question.pk,
+        user_id=user_id,
+        question_id=question_id,
         reply_id=reply.pk,
         context=context,
         messages=prompts.tutor_messages(context=context, prompt=mode_prompt),
@@ -184,6 +201,8 @@ def turn_prepare(*, conversation: Conversation, question: Message, reply: Messag
             for p in context.passages
             if p.document_id
         },
+        room_id=room_id,
+        session_id=session_id,
     )
 
 
@@ -292,8 +311,9 @@ async def _close(plan: TurnPlan, emitter: _Emitter, **fields: Any) -> Message:
     message = await database_sync_to_async(tutor_reply_close)(
         message_id=plan.reply_id, question_id=plan.question_id, **fields
     )
-    conversation = Conversation(pk=plan.conversation_id)
-    emitter.persisted(message_event(message, conversation=conversation))
+    if plan.room_id is None:
+        conversation = Conversation(pk=plan.conversation_id)
+        emitter.persisted(message_event(message, conversation=conversation))
     return message
 
 

@@ -62,12 +62,15 @@ async def test_unknown_type_gets_unknown_type(tenant_socket, command):
     assert (await tenant_socket.receive())["type"] == "pong"
 
 
-async def test_monitor_accepts_no_commands_yet(live_session, professor):
+async def test_monitor_rejects_unknown_commands_and_ends_the_session(live_session, professor):
     socket = await open_socket(f"/ws/sessions/{live_session.id}/monitor/", user=professor.user)
     assert (await socket.receive())["type"] == "session.status"
-    await socket.send({"type": "session.end"})
+    await socket.send({"type": "session.explode"})
     assert (await socket.receive())["data"]["code"] == "unknown_type"
-    await socket.close()
+    await socket.send({"type": "session.end"})
+    final = await socket.receive()
+    assert (final["type"], final["data"]["status"]) == ("session.status", "ended")
+    await socket.expect_close(4000)
 
 
 async def test_binary_frames_are_not_supported_on_text_routes(tenant_socket):

@@ -1,0 +1,288 @@
+"""What happens inside a live session: lines said in rooms, the professor's steering, and the
+events that carry both to the room and monitor sockets.
+
+Every line (a student's, the tutor's, the professor's broadcast) is a `TranscriptSegment` with
+the session's next `seq`, persisted first and broadcast after commit to the room's group and the
+session's monitor group; a client that reconnects with `?after_seq=N` gets the same events from
+the database (`segment_event` builds both). Steering (mode, hint) changes rows, then sends
+`room.status` / `session.status`, which are snapshots (seq null): a reconnecting client gets the
+current state on connect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from courses.exceptions import Conflict, DomainError
+from courses.models import User
+from sessions import groups
+from sessions.models import BreakoutRoom, LiveSession, Message, Speaker, TranscriptSegment
+from sessions.orchestration import session_mode_clean
+from sessions.realtime import broadcast_on_commit
+from sessions.services import message_text_clean
+
+BROADCAST_MAX_CHARS = 2000
+HINT_MAX_CHARS = 2000
+
+
+def _require_live(session: LiveSession) -> None:
+    if session.status != LiveSession.Status.LIVE:
+        if session.status == LiveSession.Status.ENDED:
+            raise Conflict("The session has ended.", code="session_ended")
+        raise Conflict("The session has not started yet.", code="session_not_live")
+
+
+def session_next_seq(session_id: int, count: int = 1) -> int:
+    """Take the session's next `count` seqs (call inside the writing transaction); returns the
+    first. The row update serialises writers, so seqs never collide across processes."""
+    LiveSession.objects.filter(pk=session_id).update(
+        last_seq=F("last_seq") + count, last_activity_at=timezone.now()
+    )
+    last = LiveSession.objects.filter(pk=session_id).values_list("last_seq", flat=True).get()
+    return last - count + 1
+
+
+def _offset_ms(session: LiveSession) -> int:
+    if not session.started_at:
+        return 0
+    return max(0, int((timezone.now() - session.started_at).total_seconds() * 1000))
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+def _speaker(segment: TranscriptSegment) -> dict[str, Any]:
+    return {"id": segment.speaker_user_id, "name": segment.speaker_name, "kind": segment.speaker_kind}
+
+
+def segment_event(segment: TranscriptSegment, message: Message | None = None) -> dict[str, Any]:
+    """The persisted event a segment is on the wire ({event_type, data, seq}): a tutor's line is
+    `tutor.message`, a professor's line in a room `room.broadcast`, everything else
+    `transcript.final`. `message`: the tutor line's Message, if not reachable as
+    `segment.message` without a query."""
+    base = {
+        "segment_id": segment.pk,
+        "session_id": segment.session_id,
+        "room_id": segment.room_id,
+        "speaker": _speaker(segment),
+        "text": segment.text,
+    }
+    if segment.speaker_kind == Speaker.TUTOR:
+        message = message or segment.message
+        data = {
+            **base,
+            "message_id": segment.message_id,
+            "citations": message.citations if message else [],
+            "guardrail": (message.guardrail if message else "") or "on_topic",
+            "model": message.model if message else "",
+            "offline": bool(message and message.offline),
+            "status": message.status if message else Message.Status.COMPLETE,
+        }
+        if message is not None and message.status == Message.Status.FAILED:
+            from sessions.selectors import TUTOR_UNAVAILABLE_MESSAGE
+
+            data["error"] = {"code": "tutor_unavailable", "message": TUTOR_UNAVAILABLE_MESSAGE}
+        if message is not None and message.notice:
+            data["notice"] = message.notice
+        return {"event_type": "tutor.message", "seq": segment.seq, "data": data}
+    if segment.speaker_kind == Speaker.PROFESSOR and segment.room_id is not None:
+        return {"event_type": "room.broadcast", "seq": segment.seq, "data": base}
+    return {
+        "event_type": "transcript.final",
+        "seq": segment.seq,
+        "data": {
+            **base,
+            "source": segment.source,
+            "start_ms": segment.start_ms,
+            "end_ms": segment.end_ms,
+            "provider": segment.provider,
+        },
+    }
+
+
+def _segment_groups(segment: TranscriptSegment) -> list[str]:
+    targets = [groups.session_monitor_group(segment.session_id)]
+    if segment.room_id is not None:
+        targets.insert(0, groups.room_group(segment.room_id))
+    return targets
+
+
+def _segment_broadcast(segment: TranscriptSegment, message: Message | None = None) -> None:
+    broadcast_on_commit(groups=_segment_groups(segment), **segment_event(segment, message))
+
+
+def session_status_broadcast(session: LiveSession) -> None:
+    """`session.status` to the monitor and every room of the session (after commit)."""
+    from sessions.selectors import session_status_for_monitor
+
+    data = session_status_for_monitor(session=session)
+    room_groups = [groups.room_group(room["id"]) for room in data["rooms"]]
+    broadcast_on_commit(
+        groups=[groups.session_monitor_group(session.pk), *room_groups],
+        event_type="session.status",
+        data=data,
+    )
+
+
+def room_status_broadcast(*, room_ids: list[int]) -> None:
+    """`room.status` of each room to the room and to its session's monitor (after commit)."""
+    from sessions.selectors import room_status_many
+
+    for data in room_status_many(room_ids=room_ids):
+        broadcast_on_commit(
+            groups=[groups.room_group(data["id"]), groups.session_monitor_group(data["session_id"])],
+            event_type="room.status",
+            data=data,
+        )
+
+
+# --- lines ----------------------------------------------------------------------------------
+
+
+def room_line_post(
+    *, room: BreakoutRoom, user: User, text: Any, source: str = TranscriptSegment.Source.TEXT,
+    provider: str = "", start_ms: int | None = None, end_ms: int | None = None,
+) -> TranscriptSegment:
+    """A student's line in their room: persisted with the session's next seq, then broadcast as
+    `transcript.final` to the room and the monitor. DomainError for a bad line (nothing kept)."""
+    text = message_text_clean(text)
+    session = room.session
+    _require_live(session)
+    offset = _offset_ms(session)
+    start = offset if start_ms is None else start_ms
+    with transaction.atomic():
+        seq = session_next_seq(session.pk)
+        segment = TranscriptSegment.objects.create(
+            session=session, room=room, seq=seq, speaker_kind=Speaker.STUDENT, speaker_user=user,
+            speaker_name=user.display_name, text=text, source=source, provider=provider,
+            start_ms=start, end_ms=max(start, offset if end_ms is None else end_ms),
+        )
+        BreakoutRoom.objects.filter(pk=room.pk).update(last_activity_at=timezone.now())
+        _segment_broadcast(segment)
+    return segment
+
+
+def room_tutor_line_post(*, message: Message, room_id: int, session_id: int, speaker_name: str) -> TranscriptSegment:
+    """The transcript side of a closed tutor reply in a room (inside the closing transaction)."""
+    session = LiveSession.objects.only("pk", "started_at").get(pk=session_id)
+    offset = _offset_ms(session)
+    seq = session_next_seq(session_id)
+    segment = TranscriptSegment.objects.create(
+        session_id=session_id, room_id=room_id, seq=seq, speaker_kind=Speaker.TUTOR,
+        speaker_name=speaker_name, text=message.text, source=TranscriptSegment.Source.TEXT,
+        provider=message.model, start_ms=offset, end_ms=offset, message=message,
+    )
+    BreakoutRoom.objects.filter(pk=room_id).update(last_activity_at=timezone.now())
+    _segment_broadcast(segment, message)
+    return segment
+
+
+# --- steering ----------------------------------------------------------------------------------
+
+
+def _session_rooms(session: LiveSession, room_id: Any) -> list[BreakoutRoom]:
+    """`room_id`: one room of the session, or "all"/None for every room."""
+    rooms = session.rooms.order_by("number")
+    if room_id in (None, "", "all"):
+        return list(rooms)
+    if isinstance(room_id, bool) or not isinstance(room_id, int | str) or not str(room_id).isdigit():
+        raise DomainError("room_id is a room's id or \"all\".", code="invalid", fields={"room_id": ["Invalid."]})
+    room = rooms.filter(pk=int(room_id)).first()
+    if room is None:
+        raise DomainError("That room is not part of this session.", code="not_found", fields={"room_id": ["Unknown room."]})
+    return [room]
+
+
+def room_broadcast(*, session: LiveSession, by: User, text: Any, room_id: Any = "all") -> list[TranscriptSegment]:
+    """The professor's message to one room or all: a segment per room (each room's transcript
+    and replay holds it), broadcast as `room.broadcast`. The room tutors read it as context."""
+    _require_live(session)
+    if not isinstance(text, str) or not text.strip():
+        raise DomainError("Write something to broadcast.", code="empty_message", fields={"text": ["Required."]})
+    text = text.strip()
+    if len(text) > BROADCAST_MAX_CHARS:
+        raise DomainError(
+            f"A broadcast has at most {BROADCAST_MAX_CHARS} characters.", code="message_too_long",
+            fields={"text": ["Too long."]},
+        )
+    rooms = _session_rooms(session, room_id)
+    offset = _offset_ms(session)
+    with transaction.atomic():
+        first = session_next_seq(session.pk, count=len(rooms))
+        segments = TranscriptSegment.objects.bulk_create(
+            [
+                TranscriptSegment(
+                    session=session, room=room, seq=first + i, speaker_kind=Speaker.PROFESSOR,
+                    speaker_user=by, speaker_name=by.display_name, text=text,
+                    start_ms=offset, end_ms=offset,
+                )
+                for i, room in enumerate(rooms)
+            ]
+        )
+        if not all(s.pk for s in segments):  # backends without RETURNING (none we support)
+            segments = list(TranscriptSegment.objects.filter(session=session, seq__gte=first).order_by("seq"))
+        for segment in segments:
+            _segment_broadcast(segment)
+    return segments
+
+
+def session_mode_switch(*, session: LiveSession, mode: Any, room_id: Any = "all") -> list[int]:
+    """Switch the tutors of one room or every room to a teaching mode mid-session (Socratic,
+    Q&A, quiz lock...). The next reply of each uses the mode's prompt. Returns the room ids."""
+    if session.status == LiveSession.Status.ENDED:
+        raise Conflict("The session has ended.", code="session_ended")
+    mode = session_mode_clean(mode)
+    rooms = _session_rooms(session, room_id)
+    ids = [room.pk for room in rooms]
+    with transaction.atomic():
+        if len(rooms) == session.rooms.count():
+            # Every room: the session's mode, and rooms follow it.
+            LiveSession.objects.filter(pk=session.pk).update(teaching_mode=mode)
+            session.teaching_mode = mode
+            BreakoutRoom.objects.filter(pk__in=ids).update(teaching_mode="")
+        else:
+            BreakoutRoom.objects.filter(pk__in=ids).update(teaching_mode=mode)
+        from sessions.models import Conversation
+
+        Conversation.objects.filter(room_id__in=ids).update(mode=mode)
+        if session.status == LiveSession.Status.LIVE:
+            room_status_broadcast(room_ids=ids)
+            session_status_broadcast(session)
+    return ids
+
+
+def session_hint_set(*, session: LiveSession, text: Any) -> str:
+    """Push a hint into every room tutor's context ("" removes it)."""
+    if session.status == LiveSession.Status.ENDED:
+        raise Conflict("The session has ended.", code="session_ended")
+    if not isinstance(text, str):
+        raise DomainError("A hint is text.", code="invalid", fields={"text": ["Must be a string."]})
+    text = text.strip()
+    if len(text) > HINT_MAX_CHARS:
+        raise DomainError(f"A hint has at most {HINT_MAX_CHARS} characters.", code="message_too_long", fields={"text": ["Too long."]})
+    with transaction.atomic():
+        LiveSession.objects.filter(pk=session.pk).update(tutor_hint=text)
+        session.tutor_hint = text
+        if session.status == LiveSession.Status.LIVE:
+            session_status_broadcast(session)
+    return text
+
+
+def room_open(room: BreakoutRoom) -> None:
+    """Ready a room for a connecting socket: a tutor reply its dead process left streaming (a
+    restart mid-reply) is closed as interrupted, so the room is not stuck "thinking"."""
+    from sessions.models import Conversation
+    from sessions.services import stale_replies_close
+
+    conversation_id = Conversation.objects.filter(room=room).values_list("pk", flat=True).first()
+    if conversation_id is not None:
+        stale_replies_close(conversation_id=conversation_id)
+
+
+def monitor_lines_per_room() -> int:
+    return max(1, int(settings.MONITOR_LINES_PER_ROOM))
