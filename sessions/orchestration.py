@@ -390,7 +390,10 @@ def _start_summary(session: LiveSession, *, started_now: bool) -> StartResult:
             "students": sum(len(r["students"]) for r in rooms),
             "tutors_ready": ready,
             "tutors_failed": sum(1 for r in rooms if r["tutor_status"] == BreakoutRoom.TutorStatus.FAILED),
-            "unassigned": 0,
+            # Enrolled students in no room (taken out by hand, or enrolled since the start).
+            "unassigned": Enrollment.objects.filter(
+                course_id=session.course_id, status=Enrollment.Status.ACTIVE, student__user__is_active=True
+            ).exclude(student__room_assignments__session=session).count(),
         },
     )
 

@@ -238,3 +238,12 @@ def test_seq_is_one_sequence_across_rooms_and_broadcasts(course, professor, offl
     assert seqs == [(1, 1, "student"), (2, 1, "professor"), (3, 2, "professor"), (4, 2, "student")]
     assert LiveSession.objects.get(pk=session.pk).last_seq == 4
     assert len(students) == 4
+
+
+def test_the_start_summary_counts_students_left_out_of_every_room(course, professor, offline_chain):
+    students = _enrol(course, 3)
+    session = orchestration.session_create(course=course, professor=professor, title="Lab", room_count=1)
+    orchestration.session_start(session=session)
+    orchestration.assignment_move(session=session, student=students[0], room=None, by=professor.user)
+    again = orchestration.session_start(session=LiveSession.objects.get(pk=session.pk))
+    assert (again.counts["students"], again.counts["unassigned"]) == (2, 1)
