@@ -269,6 +269,8 @@ def test_end_then_the_page_offers_the_exports(client, logged_in, professor, star
     assert started.status == "ended"
     assert f"/sessions/{started.pk}/transcript.vtt" in html
     assert "Start the session" not in html
+    vtt = client.get(f"/sessions/{started.pk}/transcript.vtt")
+    assert vtt.status_code == 200 and vtt.content.startswith(b"WEBVTT")
 
 
 # --- Access -------------------------------------------------------------------------------------
