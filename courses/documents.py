@@ -18,7 +18,7 @@ from courses.exceptions import DomainError, FileTooLarge, Forbidden, Unsupported
 from courses.ingestion import FORMAT_CONTENT_TYPES, document_format
 from courses.models import Course, CourseDocument, User
 from courses.selectors import user_can_teach
-from courses.tasks import document_ingest_task
+from courses.tasks import document_ingest_in_process, document_ingest_task
 from tutor_project.celery import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
 
 def _run_ingestion(document_id: int, revision: int) -> None:
     try:
-        document_ingest_task.apply(args=(document_id, revision))
+        document_ingest_in_process(document_id, revision)
     except Exception:
         logger.exception("document %s: ingestion crashed", document_id)
     finally:

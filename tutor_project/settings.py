@@ -385,6 +385,8 @@ EMBEDDINGS_API_KEY = env.str("EMBEDDINGS_API_KEY", default=OPENAI_API_KEY)
 EMBEDDINGS_TIMEOUT_SECONDS = env.float("EMBEDDINGS_TIMEOUT_SECONDS", default=10.0)
 # Semantic hits less similar than this (cosine) are dropped: nearest is not always relevant.
 EMBEDDINGS_MIN_SIMILARITY = env.float("EMBEDDINGS_MIN_SIMILARITY", default=0.2)
+# The documents API's `status` choices get one schema name (another `status` enum exists).
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.models.CourseDocument.Status"
 
 # --- Tests ---------------------------------------------------------------------------------
 
