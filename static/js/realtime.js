@@ -11,9 +11,10 @@
 // It reconnects after a dropped connection with exponential backoff and full jitter, remembers
 // the highest `seq` it has seen and reconnects with `?after_seq=N`, so the server replays every
 // persisted event the page missed; replayed duplicates (seq <= last) are dropped here. Close
-// codes that mean "do not come back" (4401, 4403, 4404, 4429) stop the reconnecting.
+// codes that mean "do not come back" (4000 session ended, 4401, 4403, 4404, 4409 moved to another
+// room, 4429) stop the reconnecting.
 
-const FINAL_CLOSE_CODES = new Set([4401, 4403, 4404, 4429]);
+const FINAL_CLOSE_CODES = new Set([4000, 4401, 4403, 4404, 4409, 4429]);
 
 /** Absolute ws(s):// URL for a path on this site, or the URL unchanged if already absolute. */
 export function wsUrl(pathOrUrl) {
