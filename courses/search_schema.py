@@ -121,11 +121,13 @@ def vector_index_install(connection: BaseDatabaseWrapper) -> bool:
         with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
             cursor.execute("CREATE EXTENSION IF NOT EXISTS vector")
             # Generated from the JSON `embedding`, so the two can never disagree and nothing but
-            # the model's own field is ever written.
+            # the model's own field is ever written. JSON that is not a list of the right size
+            # (an admin edit, an old engine) leaves it NULL: that chunk is found by words only.
             cursor.execute(
                 f"ALTER TABLE {CHUNK_TABLE} ADD COLUMN IF NOT EXISTS embedding_vector "
-                f"vector({EMBEDDING_DIMENSIONS}) GENERATED ALWAYS AS "
-                f"((embedding::text)::vector({EMBEDDING_DIMENSIONS})) STORED"
+                f"vector({EMBEDDING_DIMENSIONS}) GENERATED ALWAYS AS (CASE "
+                f"WHEN jsonb_typeof(embedding) = 'array' AND jsonb_array_length(embedding) = {EMBEDDING_DIMENSIONS} "
+                f"THEN (embedding::text)::vector({EMBEDDING_DIMENSIONS}) END) STORED"
             )
             cursor.execute(
                 f"CREATE INDEX IF NOT EXISTS chunk_embedding_hnsw ON {CHUNK_TABLE} "
