@@ -208,7 +208,7 @@ _SCOPE = (
 )
 
 _PG_LEXICAL = f"""
-    SELECT {_COLUMNS}, ts_rank_cd(c.search_vector, q.query, 1) AS score
+    SELECT {_COLUMNS}, ts_rank(c.search_vector, q.query, 1) AS score
     FROM courses_documentchunk c
     CROSS JOIN to_tsquery('{search_schema.PG_TEXT_SEARCH_CONFIG}', %s) AS q(query)
     {_SCOPE} AND c.search_vector @@ q.query
