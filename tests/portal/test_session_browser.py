@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from tests.portal.test_browser import CHROMIUM, CHROMIUM_ARGS, log_in
-from tests.sessions.conftest import daphne_servers
+from tests.portal.browser_support import chromium, demo_server
+from tests.portal.test_browser import log_in
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -39,35 +37,14 @@ BROADCAST = "Five minutes left: agree on one answer."
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("session-browser")
-    env = {
-        "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite3'}",
-        "DJANGO_MEDIA_ROOT": str(scratch / "media"),
-        "DJANGO_DEBUG": "true",  # WhiteNoise serves static/ from the finders, as in `make run`
-        "REDIS_URL": "",  # the in-memory channel layer: one process
-        "CELERY_BROKER_URL": "",
-        "OPENAI_API_KEY": "",  # whatever this machine has, the offline tutor answers
-        "OPENAI_BASE_URL": "",
-        "TUTOR_TURNS_PER_MINUTE": "100",
-        "ROOM_TUTOR_DEBOUNCE_MS": "0",
-    }
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tutor_project.settings", **env}
-    for command in (["migrate", "--noinput", "-v", "0"], ["seed_demo"]):
-        done = subprocess.run(
-            [sys.executable, "manage.py", *command], cwd=settings.BASE_DIR, env=full_env,
-            capture_output=True, text=True, timeout=180, check=False,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-    with daphne_servers(1, **env) as ports:
-        yield f"http://127.0.0.1:{ports[0]}"
+    with demo_server(tmp_path_factory.mktemp("session-browser"), ROOM_TUTOR_DEBOUNCE_MS="0") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium(playwright_sync) as browser:
         yield browser
-        browser.close()
 
 
 def _page(browser, width: int = 1280, height: int = 900):
