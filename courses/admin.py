@@ -350,10 +350,18 @@ class CourseDocumentAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: CourseDocument, form, change: bool) -> None:
         if not change and obj.uploaded_by_id is None:
             obj.uploaded_by = request.user
-        if "file" in form.changed_data and obj.file:
+        new_file = "file" in form.changed_data and bool(obj.file)
+        if new_file:
+            # A file added or replaced here is ingested like an upload from the portal.
             obj.size_bytes = obj.file.size
             obj.content_type = getattr(obj.file.file, "content_type", "") or obj.content_type
+            obj.revision = (obj.revision or 0) + (1 if change else 0)
+            obj.status, obj.progress, obj.error, obj.page_count = CourseDocument.Status.PENDING, 0, "", None
         super().save_model(request, obj, form, change)
+        if new_file:
+            from courses.documents import document_ingest_enqueue
+
+            document_ingest_enqueue(document=obj)
 
     @admin.display(description="chunks", ordering="chunk_count")
     def chunk_count(self, obj: CourseDocument) -> int:

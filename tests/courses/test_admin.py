@@ -589,3 +589,22 @@ def test_change_page_queries_do_not_grow_with_inline_rows(request, client, cours
     with CaptureQueriesContext(connection) as eleven:
         assert client.get(change).status_code == 200
     assert len(eleven) == len(one)
+
+
+def test_a_document_added_in_the_admin_is_ingested(client, superuser, course, settings, tmp_path, django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.MEDIA_ROOT = tmp_path
+    settings.DOCUMENT_INGEST_IN_THREAD = False  # the Celery task, run in process by the test settings
+    client.force_login(superuser)
+    notes = SimpleUploadedFile(
+        "loops.md", b"# Loops\n\nA for loop repeats a block once for every item of a sequence.\n",
+        content_type="text/markdown",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        form = {"course": course.pk, "title": "Loop notes", "file": notes, "chunks-TOTAL_FORMS": 0, "chunks-INITIAL_FORMS": 0}
+        response = client.post(url(CourseDocument, "add"), form)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response.status_code
+    document = CourseDocument.objects.get(title="Loop notes")
+    assert (document.status, document.progress) == ("ready", 100)
+    assert "for loop repeats" in document.chunks.get().text
