@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import close_old_connections, transaction
+from django.utils import timezone
 
 from courses.exceptions import DomainError, FileTooLarge, Forbidden, UnsupportedFileType
 from courses.ingestion import FORMAT_CONTENT_TYPES, document_format
@@ -27,19 +29,48 @@ logger = logging.getLogger(__name__)
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
 
 
+# Ingestions queued or running in this process's thread: (document id, revision).
+_in_flight: set[tuple[int, int]] = set()
+# An in-thread ingestion not seen moving for this long belonged to a process that is gone.
+STALLED_AFTER = timedelta(minutes=10)
+
+
 def _run_ingestion(document_id: int, revision: int) -> None:
     try:
         document_ingest_in_process(document_id, revision)
     except Exception:
         logger.exception("document %s: ingestion crashed", document_id)
     finally:
+        _in_flight.discard((document_id, revision))
         close_old_connections()
+
+
+def documents_resume_stalled(*, course: Course) -> int:
+    """Embedded default only: documents left pending or processing by a process that stopped
+    (its ingestion thread died with it) are queued again. With Celery, `acks_late` redelivers
+    the task instead. Returns how many were resumed."""
+    if not settings.DOCUMENT_INGEST_IN_THREAD:
+        return 0
+    stalled = [
+        document
+        for document in CourseDocument.objects.filter(
+            course=course,
+            status__in=[CourseDocument.Status.PENDING, CourseDocument.Status.PROCESSING],
+            updated_at__lt=timezone.now() - STALLED_AFTER,
+        )
+        if (document.pk, document.revision) not in _in_flight
+    ]
+    for document in stalled:
+        logger.warning("document %s: ingestion stalled (server restarted?); queued again", document.pk)
+        document_ingest_enqueue(document=document)
+    return len(stalled)
 
 
 def document_ingest_enqueue(*, document: CourseDocument) -> None:
     """Queue the ingestion of the document's current revision once the transaction commits."""
     if settings.DOCUMENT_INGEST_IN_THREAD:
         document_id, revision = document.pk, document.revision
+        _in_flight.add((document_id, revision))
         transaction.on_commit(lambda: _executor.submit(_run_ingestion, document_id, revision))
     else:
         enqueue_on_commit(document_ingest_task, document.pk, document.revision)

@@ -105,6 +105,8 @@ def course_documents(request: HttpRequest, course_id: int) -> HttpResponse:
     """The documents section alone, polled by htmx while an ingestion runs."""
     course = selectors.course_get_for_user(user=request.user, course_id=course_id)
     documents = selectors.course_documents_for_user(user=request.user, course=course)
+    if selectors.documents_in_progress(documents) and document_services.documents_resume_stalled(course=course):
+        documents = selectors.course_documents_for_user(user=request.user, course=course)
     return render(
         request,
         "courses/_documents.html",

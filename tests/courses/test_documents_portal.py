@@ -121,3 +121,34 @@ def test_deleting_from_the_portal(client, professor, student, course, notes):
 
     assert response.status_code == 302 and response.url.endswith("#documents")
     assert not CourseDocument.objects.filter(pk=notes.pk).exists()
+
+
+def test_an_ingestion_left_behind_by_a_stopped_server_is_resumed(
+    client, professor, course, notes, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from courses import documents
+
+    class InlineExecutor:
+        def submit(self, fn, *args):
+            fn(*args)
+
+    settings.DOCUMENT_INGEST_IN_THREAD = True
+    monkeypatch.setattr(documents, "_executor", InlineExecutor())
+    monkeypatch.setattr(documents, "_in_flight", set())
+    notes.chunks.all().delete()
+    CourseDocument.objects.filter(pk=notes.pk).update(status="processing", progress=40)
+    client.force_login(professor.user)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.get(section(course))  # still moving recently: left alone
+    assert CourseDocument.objects.get(pk=notes.pk).status == "processing"
+
+    CourseDocument.objects.filter(pk=notes.pk).update(updated_at=timezone.now() - timedelta(minutes=11))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.get(section(course))
+    notes.refresh_from_db()
+    assert (notes.status, notes.progress) == ("ready", 100)
+    assert notes.chunks.exists()
