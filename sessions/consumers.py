@@ -456,12 +456,14 @@ class RoomConsumer(ReplayMixin, RealtimeConsumer):
         if not room_tutor.room_assignment_exists(room_id=room.pk, user_id=self.user.pk):
             raise Forbidden("Only the room's students talk to its tutor; use the monitor to broadcast.")
         turn.turn_rate_check(user_id=self.user.pk)
-        return live.room_line_post(room=room, user=self.user, text=text)
+        live.room_line_post(room=room, user=self.user, text=text)
+        # In the same thread hop: is the tutor replying already (then this line waits its turn)?
+        return room_tutor.room_tutor_mark_line(room.pk)
 
     async def on_chat_message(self, data: Any) -> None:
         text = data.get("text") if isinstance(data, dict) else None
-        await database_sync_to_async(self._post_line)(text)
-        await room_tutor.room_tutor_nudge(self.object_id)
+        busy = await database_sync_to_async(self._post_line)(text)
+        await room_tutor.room_tutor_nudge(self.object_id, busy=busy)
 
     async def on_tutor_interrupt(self, data: Any) -> None:
         await room_tutor.room_tutor_stop(self.object_id)

@@ -234,13 +234,20 @@ async def group_send_async(group: str, message: dict) -> None:
 
 
 def broadcast_on_commit(*, groups: Iterable[str], event_type: str, data: Any, seq: int | None = None) -> None:
-    """Send an event to groups once the current transaction commits (immediately outside one)."""
+    """Send an event to groups once the current transaction commits (immediately outside one).
+    One `async_to_sync` for all the groups: from a plain thread (Celery, a command) each one
+    starts an event loop."""
     message = group_event(event_type, data, seq=seq)
     targets = list(groups)
 
-    def send() -> None:
+    async def send_all() -> None:
         for group in targets:
-            group_send_now(group, message)
+            await group_send_async(group, message)
+
+    def send() -> None:
+        if get_channel_layer() is None:
+            return
+        async_to_sync(send_all)()
 
     transaction.on_commit(send)
 

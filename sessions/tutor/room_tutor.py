@@ -19,6 +19,7 @@ import asyncio
 import logging
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
@@ -164,11 +165,21 @@ def room_turn_prepare(room_id: int) -> turn.TurnPlan | None:
 _debounce: dict[int, asyncio.Task] = {}
 
 
-async def room_tutor_nudge(room_id: int, *, delay_ms: int | None = None) -> None:
-    """A student line was persisted: answer the room after the debounce (a later line restarts
-    the wait), or, when a reply is running, mark the room pending so it is answered next."""
+def room_tutor_mark_line(room_id: int) -> bool:
+    """Sync, in the thread hop that persisted a student's line: True when a reply is running
+    (here or in another process); the room is then marked pending and answered right after."""
     if cache.get(_lock_key(room_id)):
         cache.set(_pending_key(room_id), 1, timeout=int(settings.LLM_TOTAL_TIMEOUT_SECONDS) + LOCK_GRACE_SECONDS)
+        return True
+    return False
+
+
+async def room_tutor_nudge(room_id: int, *, busy: bool | None = None, delay_ms: int | None = None) -> None:
+    """A student line was persisted: answer the room after the debounce (a later line restarts
+    the wait). `busy`: what `room_tutor_mark_line` said (asked here when not given)."""
+    if busy is None:
+        busy = await sync_to_async(room_tutor_mark_line)(room_id)
+    if busy:
         return
     waiting = _debounce.get(room_id)
     if waiting is not None and not waiting.done():
@@ -193,16 +204,17 @@ async def _answer_after(room_id: int, delay: float) -> None:
 
 
 async def room_tutor_answer(room_id: int) -> Any:
-    """Answer the room now, then again while lines arrived meanwhile. Returns the last reply."""
+    """Answer the room now, then again while lines arrived meanwhile. Returns the last reply.
+    The cache is Redis across processes: its calls use the async API, off the event loop."""
     ttl = int(settings.LLM_TOTAL_TIMEOUT_SECONDS) + LOCK_GRACE_SECONDS
     reply = None
     while True:
-        if not cache.add(_lock_key(room_id), 1, timeout=ttl):
-            cache.set(_pending_key(room_id), 1, timeout=ttl)
+        if not await cache.aadd(_lock_key(room_id), 1, timeout=ttl):
+            await cache.aset(_pending_key(room_id), 1, timeout=ttl)
             return reply
         try:
             while True:
-                cache.delete(_pending_key(room_id))
+                await cache.adelete(_pending_key(room_id))
                 plan = await database_sync_to_async(room_turn_prepare)(room_id)
                 if plan is None:
                     break
@@ -213,12 +225,12 @@ async def room_tutor_answer(room_id: int) -> Any:
                     if not task.done():
                         raise  # this coroutine itself was cancelled
                     reply = None  # the reply was stopped (interrupt, session end)
-                if not cache.get(_pending_key(room_id)):
+                if not await cache.aget(_pending_key(room_id)):
                     break
         finally:
-            cache.delete(_lock_key(room_id))
+            await cache.adelete(_lock_key(room_id))
         # A line that came in between the last check and the release answers now.
-        if not cache.get(_pending_key(room_id)):
+        if not await cache.aget(_pending_key(room_id)):
             return reply
 
 

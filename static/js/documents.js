@@ -20,6 +20,31 @@ function refreshSection() {
   }
 }
 
+// Documents uploaded from this page that the list must show. htmx drops a refresh while the
+// section's own poll is in flight, and a poll that left before an upload can land after it:
+// after every swap, a list still missing one of them is fetched again.
+const expected = new Set();
+let retries = 0;
+
+function expectDocument(id) {
+  if (id) expected.add(String(id));
+  retries = 0;
+}
+
+document.addEventListener("htmx:afterSettle", () => {
+  const section = document.querySelector(SECTION);
+  if (!section || !expected.size) return;
+  const shown = new Set(Array.from(section.querySelectorAll("[data-document-id]"), (li) => li.dataset.documentId));
+  for (const id of expected) if (shown.has(id)) expected.delete(id);
+  // A few tries: a document deleted meanwhile (another tab) must not keep the page fetching.
+  if (expected.size && retries < 10) {
+    retries += 1;
+    setTimeout(refreshSection, 400);
+  } else {
+    expected.clear();
+  }
+});
+
 function megabytes(bytes) {
   return `${(bytes / 1048576).toFixed(1)} MB`;
 }
@@ -102,6 +127,7 @@ function send(method, url, file, item) {
         answer = {};
       }
       if (xhr.status >= 200 && xhr.status < 300) {
+        expectDocument(answer.id);
         item.done(`Uploaded. The tutor is reading it: see its progress below.`);
         resolve(true);
       } else {
