@@ -13,6 +13,7 @@ Baseline in the same run: the same page for a 2-room session, and the course pag
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -94,6 +95,9 @@ def main() -> None:
     _user, small, _ = build(2, args.lines, f"small{os.getpid()}")
     client = Client()
     client.force_login(user)
+    # As tutor_project/asgi.py does once the application is loaded.
+    gc.collect()
+    gc.freeze()
 
     rows = []
     for name, url in (

@@ -7,6 +7,7 @@ session cookie, native clients send no Origin and present a one-use join ticket 
 consumers then authorise and close with 4401/4403/4404 (docs/protocol.md).
 """
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -30,3 +31,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Everything loaded so far (Django, apps, templates' modules) lives as long as the process: move
+# it out of the cyclic collector's reach, so a full collection during a request walks only what
+# requests made. It cut the monitor page's p95 at 50 rooms from ~125 to ~80 ms (bench/monitor_page.py).
+gc.collect()
+gc.freeze()
