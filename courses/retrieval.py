@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection, transaction
 
 from courses import search_schema
@@ -261,7 +262,7 @@ def _lexical(scope: tuple[int, int], words: list[str], limit: int) -> list[Searc
             match = " OR ".join(f'"{word}"' for word in words)
             cursor.execute(_SQLITE_LEXICAL, [course_id, tenant_id, ready, match, limit])
         else:
-            raise NotImplementedError(f"no lexical search on {connection.vendor}")
+            raise ImproperlyConfigured(f"AI Professor runs on PostgreSQL or SQLite, not {connection.vendor}.")
         return _hits(cursor.fetchall())
 
 

@@ -45,7 +45,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from courses.exceptions import DomainError, Forbidden, Unauthenticated
+from courses.exceptions import DomainError, Unauthenticated
 from sessions import groups, live, orchestration, selectors, services
 from sessions.realtime import encode, envelope, group_send_async, query_params
 from sessions.tutor import room_tutor, turn
@@ -451,10 +451,7 @@ class RoomConsumer(ReplayMixin, RealtimeConsumer):
         return [snapshot, *self.replay_events(session_id=room.session_id, room_id=room.id)]
 
     def _post_line(self, text: Any):
-        # Re-read the room each time: the session may have ended, the student may have moved.
-        room = selectors.room_get_for_participant(user=self.user, room_id=self.object_id)
-        if not room_tutor.room_assignment_exists(room_id=room.pk, user_id=self.user.pk):
-            raise Forbidden("Only the room's students talk to its tutor; use the monitor to broadcast.")
+        room = selectors.room_get_for_speaker(user=self.user, room_id=self.object_id)
         turn.turn_rate_check(user_id=self.user.pk)
         live.room_line_post(room=room, user=self.user, text=text)
         # In the same thread hop: is the tutor replying already (then this line waits its turn)?

@@ -73,22 +73,14 @@ def segment_event(segment: TranscriptSegment, message: Message | None = None) ->
         "text": segment.text,
     }
     if segment.speaker_kind == Speaker.TUTOR:
-        message = message or segment.message
-        data = {
-            **base,
-            "message_id": segment.message_id,
-            "citations": message.citations if message else [],
-            "guardrail": (message.guardrail if message else "") or "on_topic",
-            "model": message.model if message else "",
-            "offline": bool(message and message.offline),
-            "status": message.status if message else Message.Status.COMPLETE,
-        }
-        if message is not None and message.status == Message.Status.FAILED:
-            from sessions.selectors import TUTOR_UNAVAILABLE_MESSAGE
+        from sessions.selectors import tutor_message_data
 
-            data["error"] = {"code": "tutor_unavailable", "message": TUTOR_UNAVAILABLE_MESSAGE}
-        if message is not None and message.notice:
-            data["notice"] = message.notice
+        message = message or segment.message
+        if message is None:  # its Message was deleted: the line stays, as said
+            data = {**base, "message_id": None, "citations": [], "guardrail": "on_topic", "model": "",
+                    "offline": False, "status": Message.Status.COMPLETE}
+        else:
+            data = {**base, **tutor_message_data(message), "text": segment.text}
         return {"event_type": "tutor.message", "seq": segment.seq, "data": data}
     if segment.speaker_kind == Speaker.PROFESSOR and segment.room_id is not None:
         return {"event_type": "room.broadcast", "seq": segment.seq, "data": base}
@@ -224,8 +216,6 @@ def room_broadcast(*, session: LiveSession, by: User, text: Any, room_id: Any = 
                 for i, room in enumerate(rooms)
             ]
         )
-        if not all(s.pk for s in segments):  # backends without RETURNING (none we support)
-            segments = list(TranscriptSegment.objects.filter(session=session, seq__gte=first).order_by("seq"))
         for segment in segments:
             _segment_broadcast(segment)
     return segments

@@ -138,6 +138,22 @@ def room_get_for_participant(*, user: User, room_id: int) -> BreakoutRoom:
     raise Forbidden("You are not assigned to this room.")
 
 
+def room_get_for_speaker(*, user: User, room_id: int) -> BreakoutRoom:
+    """A room the user may talk in: only its assigned students (the professor broadcasts from
+    the monitor). Read again for every line: the session may have ended, the student moved."""
+    _require_login(user)
+    room = (
+        _tenant_scope(BreakoutRoom.objects.select_related("session"), user, "session__tenant_id")
+        .filter(pk=room_id)
+        .first()
+    )
+    if room is None:
+        raise NotFound("No such room.")
+    if not RoomAssignment.objects.filter(room_id=room.id, student__user_id=user.id).exists():
+        raise Forbidden("Only the room's students talk to its tutor; use the monitor to broadcast.")
+    return room
+
+
 def room_status_many(*, room_ids: list[int]) -> list[dict[str, Any]]:
     """`room.status` of several rooms: two queries whatever their number."""
     rooms = (
@@ -364,9 +380,14 @@ def message_event(message: Message, *, conversation: Conversation, author_name: 
                 "guardrail": message.guardrail or None,
             },
         }
+    data = {**tutor_message_data(message), "conversation_id": conversation.pk}
+    return {"event_type": "tutor.message", "seq": message.seq, "data": data}
+
+
+def tutor_message_data(message: Message) -> dict[str, Any]:
+    """The tutor's side of a `tutor.message` payload, in a conversation or a breakout room."""
     data: dict[str, Any] = {
         "message_id": message.pk,
-        "conversation_id": conversation.pk,
         "text": message.text,
         "citations": message.citations,
         "guardrail": message.guardrail or "on_topic",
@@ -378,7 +399,7 @@ def message_event(message: Message, *, conversation: Conversation, author_name: 
         data["error"] = {"code": "tutor_unavailable", "message": TUTOR_UNAVAILABLE_MESSAGE}
     if message.notice:
         data["notice"] = message.notice
-    return {"event_type": "tutor.message", "seq": message.seq, "data": data}
+    return data
 
 
 TUTOR_UNAVAILABLE_MESSAGE = "The tutor is unavailable right now; your message is saved. Try again in a moment."

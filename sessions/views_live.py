@@ -339,17 +339,13 @@ def _steer(request: HttpRequest, session_id: int, action) -> HttpResponse:
     return redirect("session-monitor", session_id=session.pk)
 
 
-def _room_target(value: str) -> Any:
-    return int(value) if value.isdigit() else "all"
-
-
 @require_POST
 @login_required
 def session_broadcast(request: HttpRequest, session_id: int) -> HttpResponse:
     def act(session):
         sent = live.room_broadcast(
             session=session, by=request.user, text=request.POST.get("text", ""),
-            room_id=_room_target(request.POST.get("room_id", "all")),
+            room_id=request.POST.get("room_id", "all"),
         )
         return f"Sent to {len(sent)} room{'s' if len(sent) != 1 else ''}."
 
@@ -361,7 +357,7 @@ def session_broadcast(request: HttpRequest, session_id: int) -> HttpResponse:
 def session_mode(request: HttpRequest, session_id: int) -> HttpResponse:
     def act(session):
         mode = request.POST.get("mode", "")
-        ids = live.session_mode_switch(session=session, mode=mode, room_id=_room_target(request.POST.get("room_id", "all")))
+        ids = live.session_mode_switch(session=session, mode=mode, room_id=request.POST.get("room_id", "all"))
         return f"{_mode_label(mode)} mode in {len(ids)} room{'s' if len(ids) != 1 else ''}."
 
     return _steer(request, session_id, act)

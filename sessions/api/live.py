@@ -5,6 +5,7 @@ services of sessions/orchestration.py and sessions/live.py; errors are the API's
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
@@ -165,8 +166,8 @@ def _persona(user: User, persona_id: int | None) -> AvatarPersona | None:
         return None
     persona = (
         AvatarPersona.objects.filter(pk=persona_id, is_active=True)
-        .filter(tenant_id__in=[user.tenant_id]).first()
-        or AvatarPersona.objects.filter(pk=persona_id, is_active=True, tenant__isnull=True).first()
+        .filter(Q(tenant_id=user.tenant_id) | Q(tenant__isnull=True))
+        .first()
     )
     if persona is None:
         raise DomainError("No such persona.", code="invalid", fields={"persona": ["Unknown persona."]})
@@ -182,14 +183,6 @@ def _room_for_professor(request: Request, room_id: int) -> BreakoutRoom:
     if not selectors.user_can_monitor(user=request.user, session=room.session):
         raise Forbidden("Only the session's professor can change its rooms.")
     return room
-
-
-def _room_target(value) -> int | str:
-    if value in (None, "", "all"):
-        return "all"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DomainError('`room` is a room id or "all".', code="invalid", fields={"room": ["Invalid."]})
-    return value
 
 
 def _detail(session: LiveSession, request: Request) -> dict:
@@ -341,7 +334,7 @@ class SessionBroadcastApi(APIView):
         payload.is_valid(raise_exception=True)
         segments = live.room_broadcast(
             session=session, by=request.user, text=payload.validated_data["text"],
-            room_id=_room_target(payload.validated_data["room"]),
+            room_id=payload.validated_data["room"],
         )
         return Response(SegmentSerializer(segments, many=True).data, status=status.HTTP_201_CREATED)
 
@@ -357,7 +350,7 @@ class SessionModeApi(APIView):
         payload = ModeSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         live.session_mode_switch(
-            session=session, mode=payload.validated_data["mode"], room_id=_room_target(payload.validated_data["room"])
+            session=session, mode=payload.validated_data["mode"], room_id=payload.validated_data["room"]
         )
         session.refresh_from_db()
         return Response(_detail(session, request))

@@ -30,7 +30,6 @@ from sessions.models import (
     BreakoutRoom,
     Conversation,
     LiveSession,
-    RoomAssignment,
     Speaker,
     TranscriptSegment,
 )
@@ -246,7 +245,3 @@ async def room_tutor_stop(room_id: int) -> None:
 
 def _room_conversation_id(room_id: int) -> int | None:
     return Conversation.objects.filter(room_id=room_id).values_list("pk", flat=True).first()
-
-
-def room_assignment_exists(*, room_id: int, user_id: int) -> bool:
-    return RoomAssignment.objects.filter(room_id=room_id, student__user_id=user_id).exists()
