@@ -112,6 +112,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
+    # Tests use a file too, not Django's in-memory database: its shared-cache mode fails a
+    # concurrent writer at once ("database table is locked") where a file waits `timeout`, so
+    # tests with a live server and a background ingestion would see errors production never has.
+    DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / "db.sqlite3.test"))
 # Connections are reused (SQLite too: opening one per call, and the WAL checkpoint when the last
 # one closes, cost a typed line in a room several milliseconds; bench/fanout.py).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
