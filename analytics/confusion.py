@@ -1,0 +1,89 @@
+"""Confusion in one line of a transcript, and the topic a line is about.
+
+Line-level only: what a single student line says ("I don't get recursion"). Signals that need
+the whole transcript (a question repeated on one topic, a long silence after a tutor question, the
+guardrail's redirects) are found by the session computation (analytics/metrics.py), which uses
+these functions for each line. The live radar (analytics.live) uses the same ones, so what the
+professor sees during class and the report afterwards agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+GENERAL_TOPIC = "general"
+
+# Kinds of signal, as stored in StudentProgress.confusion_points[*]["signal"].
+PHRASE = "phrase"
+REPEATED_QUESTION = "repeated_question"
+SILENCE_AFTER_QUESTION = "silence_after_question"
+GUARDRAIL_REDIRECT = "guardrail_redirect"
+LLM_CLASSIFIED = "llm"
+
+_CONFUSION = re.compile(
+    r"""\b(
+        (i|we)\s+(still\s+)?(do\s*n[o']?t|don't|dont|cannot|can't|cant)\s+(really\s+)?
+            (get|understand|follow|see\s+(why|how))
+      | (i'?m|i\s+am|we'?re|we\s+are)\s+(so\s+|still\s+|a\s+bit\s+|kind\s+of\s+|really\s+)?(confused|lost|stuck)
+      | (this|that|it)\s+(does\s*n[o']?t|doesn't|doesnt)\s+make\s+(any\s+)?sense
+      | makes\s+no\s+sense
+      | what\s+do\s+you\s+mean
+      | (can|could)\s+you\s+(please\s+)?(explain|go\s+over)\s+(that|it|this)\s+again
+      | no\s+idea\s+(what|how|why)
+      | not\s+sure\s+(i\s+)?(understand|get|follow)
+      | (i'?m|i\s+am)\s+not\s+following
+      | wait,?\s+what
+      | (i'?m|i\s+am)\s+confused
+    )\b""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# Look like confusion, mean something else.
+_NOT_CONFUSION = re.compile(
+    r"""\b(
+        (do\s*n[o']?t|don't)\s+get\s+me\s+wrong
+      | (do\s*n[o']?t|don't)\s+get\s+to\b
+      | (do\s*n[o']?t|don't)\s+get\s+(it\s+)?wrong
+      | can't\s+get\s+enough
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LineSignal:
+    """A confusion signal found in one line: its kind and the words that show it."""
+
+    signal: str
+    evidence: str
+
+
+def line_signals(text: str) -> list[LineSignal]:
+    """Confusion phrases in a student's line ("I don't get it", "I'm lost"); [] if none."""
+    if not text:
+        return []
+    cleaned = _NOT_CONFUSION.sub(" ", text.replace("’", "'"))
+    return [LineSignal(PHRASE, match.group(0)) for match in _CONFUSION.finditer(cleaned)]
+
+
+def _term_pattern(term: str) -> re.Pattern[str]:
+    words = [re.escape(word) for word in term.lower().split()]
+    # "loop" also matches "loops"; multi-word terms match with any spacing.
+    return re.compile(r"\b" + r"\s+".join(words) + r"(s|es)?\b", re.IGNORECASE)
+
+
+def line_topics(text: str, *, terms: Sequence[str]) -> list[str]:
+    """The course scope terms a line mentions, in the order of `terms`, lower-cased."""
+    if not text:
+        return []
+    return [term.lower() for term in terms if term.strip() and _term_pattern(term).search(text)]
+
+
+def line_topic(text: str, *, terms: Sequence[str], room_topic: str = "", previous: str = "") -> str:
+    """The one topic a line is about: the first scope term it names, else the topic of the
+    conversation so far (`previous`), else the room's topic, else "general"."""
+    named = line_topics(text, terms=terms)
+    if named:
+        return named[0]
+    return (previous or room_topic or GENERAL_TOPIC).lower()
