@@ -63,7 +63,7 @@ def line_signals(text: str) -> list[LineSignal]:
     """Confusion phrases in a student's line ("I don't get it", "I'm lost"); [] if none."""
     if not text:
         return []
-    cleaned = _NOT_CONFUSION.sub(" ", text.replace("’", "'"))
+    cleaned = _NOT_CONFUSION.sub(" ", text.replace("\u2019", "'"))
     return [LineSignal(PHRASE, match.group(0)) for match in _CONFUSION.finditer(cleaned)]
 
 

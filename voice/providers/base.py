@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -167,7 +167,7 @@ class ChainStream:
     async def _open_from(self, index: int, *, failed: str | None, reason: str) -> None:
         """Open the first healthy engine at `index` or after; if none is healthy, try the
         unhealthy ones too before giving up (better a slow retry than losing speech)."""
-        order = [i for i in range(index, len(self.chain.engines))]
+        order = list(range(index, len(self.chain.engines)))
         candidates = [i for i in order if self.chain.health.healthy(self.chain.engines[i].name)]
         candidates += [i for i in order if i not in candidates]
         for i in candidates:
@@ -239,3 +239,25 @@ class ChainStream:
             except Exception:  # an engine's close must not break the caller's cleanup
                 logger.warning("closing STT stream %s failed", self.provider, exc_info=True)
             self.current = None
+
+
+# --- Text to speech -----------------------------------------------------------------------------
+# A TTS engine turns one sentence into PCM16 mono audio at its own `sample_rate`, streamed in
+# chunks as it is made, so a client can start playing before the sentence is done. The reply is
+# spoken sentence by sentence as it streams (voice/speech.py), and the chain falls back engine by
+# engine; the last resort is the browser's speechSynthesis (`tts.speak` {text, voice}), which
+# needs no engine on the server.
+
+
+class TtsUnavailable(Exception):
+    """The engine cannot speak now (no key, refused, timed out, missing binary): fall back."""
+
+
+@runtime_checkable
+class TtsEngine(Protocol):
+    name: str  # "openai", "piper", "espeak"
+    sample_rate: int  # of the PCM16 mono it yields
+
+    def synthesize(self, text: str, *, voice: str = "") -> AsyncIterator[bytes]:
+        """PCM16 LE mono chunks of `text` spoken; raises TtsUnavailable (before the first chunk
+        where it can). `voice`: the persona's voice for this engine, "" for its default."""
