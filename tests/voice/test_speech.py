@@ -361,3 +361,17 @@ async def test_a_restarted_reply_drops_its_unfinished_sentence():
     await speaker.finish(8)
     await client.until(lambda: "tts.end" in client.types())
     assert [e["text"] for e in client.events("tts.audio")] == ["Said already.", "A new start."]
+
+
+async def test_a_long_first_sentence_is_spoken_from_its_first_clause():
+    speaker, client = speaker_for(FakeEngine())
+    await speaker.feed(4, "Recursion needs a base case, or the function never stops calling")
+    await client.until(lambda: len(client.events("tts.audio")) == 1)  # before the full stop
+    await speaker.feed(4, " itself. Later sentences, even long ones like this one, stay whole.")
+    await speaker.finish(4)
+    await client.until(lambda: "tts.end" in client.types())
+    assert [e["text"] for e in client.events("tts.audio")] == [
+        "Recursion needs a base case,",
+        "or the function never stops calling itself.",
+        "Later sentences, even long ones like this one, stay whole.",
+    ]
