@@ -406,10 +406,24 @@ class ReplySpeaker:
             complete, reply.rest = _first_clause_apart(complete, reply.rest)
         self._enqueue(message_id, reply, complete)
 
-    async def finish(self, message_id: int, text: str | None = None) -> None:
-        """The reply is over (`text`: its final text, if known): speak the rest, then `tts.end`."""
+    async def finish(self, message_id: int, text: str | None = None, *, status: str = "complete") -> None:
+        """The reply is over (`text`: its final text, if known): speak the rest, then `tts.end`.
+        `status` of the `tutor.message`: "interrupted" silences the reply at once (`tts.stop`
+        if any of it was spoken); "failed" speaks what was queued, not the unfinished rest."""
         if self.choice.off or message_id in self._stopped:
             return
+        if status == "interrupted":
+            reply = self._replies.get(message_id)
+            if reply is not None and reply.count and not reply.ended:
+                await self.stop("interrupted")
+            else:
+                self._replies.pop(message_id, None)
+                self._stopped.add(message_id)
+            return
+        if status == "failed":
+            text = None
+            if message_id in self._replies:
+                self._replies[message_id].rest = ""
         reply = self._replies.get(message_id)
         if reply is None:
             self._forget_played()
@@ -423,7 +437,7 @@ class ReplySpeaker:
                 buffer += text[len(reply.fed):]
             elif not reply.count:
                 buffer = text  # nothing said yet: the final text replaces the deltas
-        complete, reply.rest = sentences(buffer, final=True)
+        complete, reply.rest = sentences(buffer, final=True) if status != "failed" else ([], "")
         if not reply.count:
             complete, _ = _first_clause_apart(complete, "")
         self._enqueue(message_id, reply, complete)

@@ -375,3 +375,26 @@ async def test_a_long_first_sentence_is_spoken_from_its_first_clause():
         "or the function never stops calling itself.",
         "Later sentences, even long ones like this one, stay whole.",
     ]
+
+
+async def test_an_interrupted_reply_is_silenced_and_never_spoken_from_its_final_text():
+    hold = asyncio.Event()
+    speaker, client = speaker_for(FakeEngine(hold=hold))
+    await speaker.feed(5, "First sentence here. Second")
+    await client.until(lambda: client.audio() != b"")
+    await speaker.finish(5, "First sentence here. Second part cut", status="interrupted")
+    assert client.log[-1] == ("event", "tts.stop", {"reason": "interrupted"})
+    hold.set()
+
+    await speaker.finish(6, "Never streamed, then stopped.", status="interrupted")
+    await asyncio.sleep(0.05)
+    assert [e["message_id"] for e in client.events("tts.audio")] == [5]
+    assert not speaker.speaking
+
+
+async def test_a_failed_reply_says_what_was_complete_and_ends():
+    speaker, client = speaker_for(FakeEngine())
+    await speaker.feed(2, "Complete sentence. Half")
+    await speaker.finish(2, "Complete sentence. Half", status="failed")
+    await client.until(lambda: "tts.end" in client.types())
+    assert [e["text"] for e in client.events("tts.audio")] == ["Complete sentence."]
