@@ -448,8 +448,11 @@ class ReplySpeaker:
             reply.ended = reply.acknowledged = True  # nothing to say (only code, say)
 
     async def stop(self, reason: str = "barge_in") -> None:
-        """Stop at once: queued sentences dropped, synthesis cancelled; `tts.stop` {reason}."""
-        self._stopped.update(self._replies)
+        """Stop at once: queued sentences dropped, synthesis cancelled; `tts.stop` {reason}.
+        Later text of the stopped replies is ignored, except after reason "restart" (another
+        model starts the reply over: its new text is spoken from the start)."""
+        if reason != "restart":
+            self._stopped.update(self._replies)
         self._replies.clear()
         self._queue = asyncio.Queue()
         worker, self._worker = self._worker, None

@@ -398,3 +398,16 @@ async def test_a_failed_reply_says_what_was_complete_and_ends():
     await speaker.finish(2, "Complete sentence. Half", status="failed")
     await client.until(lambda: "tts.end" in client.types())
     assert [e["text"] for e in client.events("tts.audio")] == ["Complete sentence."]
+
+
+async def test_after_a_restart_stop_the_reply_is_spoken_again_from_its_new_text():
+    hold = asyncio.Event()
+    speaker, client = speaker_for(FakeEngine(hold=hold))
+    await speaker.feed(3, "The first model said this. And")
+    await client.until(lambda: client.audio() != b"")
+    await speaker.stop("restart")
+    hold.set()
+    await speaker.feed(3, "The second model says this.")
+    await speaker.finish(3, "The second model says this.")
+    await client.until(lambda: "tts.end" in client.types())
+    assert [e["text"] for e in client.events("tts.audio")] == ["The first model said this.", "The second model says this."]
