@@ -1,0 +1,186 @@
+"""Analytics pages: who sees them, what they show (SVG charts with numbers, evidence links that
+resolve), empty and pending states, and query counts that do not grow with students or rooms."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+from django.urls import reverse
+
+from tests import factories
+from tests.analytics.factories import report_session
+
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture
+def made(course, professor):
+    return report_session(course=course, professor=professor, students=3, rooms=2)
+
+
+def _svg(html: str, figure_id: str) -> ET.Element:
+    match = re.search(rf'<figure class="chart-figure" id="{figure_id}">(.*?)</figure>', html, re.S)
+    assert match, f"no figure {figure_id}"
+    return ET.fromstring(match.group(1))  # noqa: S314 (our own output)
+
+
+def _bars(root: ET.Element) -> list[ET.Element]:
+    return [r for r in root.iter(f"{SVG}rect") if "chart-bar" in (r.get("class") or "")]
+
+
+def _titles(root: ET.Element) -> list[str]:
+    return [t.text or "" for t in root.iter(f"{SVG}title")]
+
+
+# --- Session report -------------------------------------------------------------------------------
+
+
+def test_session_report_shows_charts_with_numbers_and_links(client, professor, made):
+    client.force_login(professor.user)
+    response = client.get(reverse("session-report", args=[made.session.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Offline summary" in html and "range confused a few" in html
+    engagement = _svg(html, "chart-engagement")
+    assert len(_bars(engagement)) == 3
+    scores = sorted((p.engagement_score for p in made.progress), reverse=True)
+    assert [t for t in _titles(engagement) if ": " in t] == [
+        f"{p.student.user.display_name}: {p.engagement_score}"
+        for p in sorted(made.progress, key=lambda p: -p.engagement_score)
+    ]
+    assert scores == [44, 37, 30]
+    participation = _svg(html, "chart-participation")
+    assert len(_bars(participation)) == 6  # text and speech part per student
+    assert any(t.endswith("Speech turns: 1") for t in _titles(participation))
+    confusion = _svg(html, "chart-confusion")
+    assert len(_bars(confusion)) == 1 and "range: 3" in _titles(confusion)
+    timeline = _svg(html, "chart-timeline")
+    assert len(timeline.findall(f"{SVG}path")) == 2  # one line per room
+    assert len(_bars(_svg(html, "chart-rooms"))) == 2
+    assert f"/sessions/{made.session.pk}/analytics.csv" in html
+    assert reverse("session-report-print", args=[made.session.pk]) in html
+
+
+def test_evidence_links_resolve_to_the_lines_behind_each_number(client, professor, made):
+    client.force_login(professor.user)
+    html = client.get(reverse("session-report", args=[made.session.pk])).content.decode()
+    student = made.students[0]
+    url = reverse("session-report-student", args=[made.session.pk, student.pk])
+    assert f'href="{url}#questions"' in html and f'href="{url}#confusion"' in html
+    page = client.get(url)
+    assert page.status_code == 200
+    body = page.content.decode()
+    questions = body[body.index('id="questions"'):body.index('id="explanations"')]
+    assert "What is a for loop?" in questions and "because the range" not in questions
+    confusion = body[body.index('id="confusion"'):body.index('id="topics"')]
+    assert "I don&#x27;t get range" in confusion and "explicit" in confusion
+    topic_url = re.search(r'href="(/sessions/\d+/report/lines/\?topic=range)"', html).group(1)
+    lines = client.get(topic_url).content.decode()
+    assert lines.count('class="evidence-line"') == 3
+
+
+def test_print_version_has_no_navigation_and_inline_charts(client, professor, made):
+    client.force_login(professor.user)
+    response = client.get(reverse("session-report-print", args=[made.session.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'class="site-header"' not in html and 'class="site-nav"' not in html
+    assert html.count("<svg") == 5
+    assert "analytics.css" in html
+
+
+@pytest.mark.parametrize("status", ["pending", "computing"])
+def test_pending_analytics_show_a_polling_progress_bar(client, professor, course, status):
+    made = report_session(course=course, professor=professor, students=1, rooms=1, status=status)
+    client.force_login(professor.user)
+    html = client.get(reverse("session-report", args=[made.session.pk])).content.decode()
+    status_url = reverse("session-report-status", args=[made.session.pk])
+    assert 'role="progressbar"' in html and f'hx-get="{status_url}?was=busy"' in html
+    fragment = client.get(status_url + "?was=busy")
+    assert fragment.status_code == 200 and "HX-Refresh" not in fragment
+    made.analytics.status = "ready"
+    made.analytics.save()
+    done = client.get(status_url + "?was=busy")
+    assert done["HX-Refresh"] == "true"
+
+
+def test_session_without_analytics_renders_a_useful_empty_state(client, professor, course):
+    session = factories.LiveSessionFactory(course=course, professor=professor, status="ended")
+    client.force_login(professor.user)
+    response = client.get(reverse("session-report", args=[session.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "No analytics yet" in html and "No data yet" in html
+    assert client.get(reverse("session-report-print", args=[session.pk])).status_code == 200
+
+
+def test_session_report_access(client, professor, made, student, staff_user, outsider):
+    urls = [
+        reverse("session-report", args=[made.session.pk]),
+        reverse("session-report-print", args=[made.session.pk]),
+        reverse("session-report-status", args=[made.session.pk]),
+        reverse("session-report-student", args=[made.session.pk, made.students[0].pk]),
+        reverse("session-report-lines", args=[made.session.pk]) + "?topic=range",
+    ]
+    for url in urls:
+        assert client.get(url).status_code == 302, url  # anonymous: to the login page
+        assert "/login/" in client.get(url)["Location"]
+    client.force_login(staff_user)
+    assert all(client.get(url).status_code == 200 for url in urls)
+    client.force_login(student.user)
+    assert all(client.get(url).status_code == 403 for url in urls)
+    client.force_login(outsider.user)
+    assert all(client.get(url).status_code == 404 for url in urls)
+    co_teacher = factories.ProfessorFactory(user__tenant=made.session.tenant)
+    made.session.course.professors.add(co_teacher)
+    client.force_login(co_teacher.user)
+    assert client.get(urls[0]).status_code == 200
+    other_prof = factories.ProfessorFactory(user__tenant=made.session.tenant)
+    client.force_login(other_prof.user)
+    assert client.get(urls[0]).status_code == 403
+
+
+def test_evidence_of_unknown_student_or_topic_is_404(client, professor, made, outsider):
+    client.force_login(professor.user)
+    stranger = factories.StudentFactory(user__tenant=made.session.tenant)
+    foreign = factories.StudentFactory(user__tenant=outsider.tenant)
+    for student_id in (stranger.pk, foreign.pk, 999_999):
+        assert client.get(reverse("session-report-student", args=[made.session.pk, student_id])).status_code == 404
+    lines = reverse("session-report-lines", args=[made.session.pk])
+    assert client.get(lines + "?topic=nothing").status_code == 404
+    assert client.get(lines).status_code == 404
+
+
+def test_json_keys_missing_or_odd_do_not_break_the_report(client, professor, made):
+    made.analytics.room_comparison = [{"room_id": None}, "junk", {"name": "Ghost", "turns": "x"}]
+    made.analytics.confusion_topics = [{"topic": "recursion"}, {"count": 3}, 5]
+    made.analytics.participation = []
+    made.analytics.save()
+    made.progress[0].evidence = {"turns": "junk", "questions": ["7", None, 1]}
+    made.progress[0].confusion_points = [{"seq": "x"}, "junk"]
+    made.progress[0].topics_covered = [{"segments": [1]}, {"topic": "loops"}]
+    made.progress[0].save()
+    client.force_login(professor.user)
+    assert client.get(reverse("session-report", args=[made.session.pk])).status_code == 200
+    url = reverse("session-report-student", args=[made.session.pk, made.students[0].pk])
+    assert client.get(url).status_code == 200
+
+
+@pytest.mark.parametrize("view", ["session-report", "session-report-print"])
+def test_session_report_queries_do_not_grow_with_students_or_rooms(
+    client, professor, course, django_assert_max_num_queries, view
+):
+    small = report_session(course=course, professor=professor, students=3, rooms=2, title="Small")
+    large = report_session(course=course, professor=professor, students=30, rooms=6, title="Large")
+    client.force_login(professor.user)
+    client.get(reverse(view, args=[small.session.pk]))  # warm caches (session, user, templates)
+    with django_assert_max_num_queries(12) as small_ctx:
+        assert client.get(reverse(view, args=[small.session.pk])).status_code == 200
+    with django_assert_max_num_queries(len(small_ctx.captured_queries)):
+        response = client.get(reverse(view, args=[large.session.pk]))
+    assert response.status_code == 200
+    assert len(_bars(_svg(response.content.decode(), "chart-engagement"))) == 30
