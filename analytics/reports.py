@@ -470,7 +470,7 @@ def course_overview(*, course: Course) -> dict[str, Any]:
         analytics = getattr(s, "analytics", None) if _has_analytics(s) else None
         for row in _list(analytics.confusion_topics if analytics else []):
             row = _dict(row)
-            if row.get("topic"):
+            if row.get("topic") and _int(row.get("count"), 1) > 0:
                 topics[str(row["topic"])] += _int(row.get("count"), 1)
                 topic_sessions[str(row["topic"])].add(s.pk)
         rows.append({

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 
 import pytest
 from django.urls import reverse
 
+from analytics.models import StudentProgress
 from tests import factories
 from tests.analytics.factories import report_session
 
@@ -184,3 +186,119 @@ def test_session_report_queries_do_not_grow_with_students_or_rooms(
         response = client.get(reverse(view, args=[large.session.pk]))
     assert response.status_code == 200
     assert len(_bars(_svg(response.content.decode(), "chart-engagement"))) == 30
+
+
+# --- Student report across the course -------------------------------------------------------------
+
+
+@pytest.fixture
+def two_sessions(course, professor):
+    first = report_session(course=course, professor=professor, students=2, rooms=1, title="Week 1",
+                           started_at=datetime(2026, 9, 7, 9, tzinfo=UTC))
+    second = report_session(course=course, professor=professor, students=0, rooms=1, title="Week 2",
+                            started_at=datetime(2026, 9, 9, 9, tzinfo=UTC))
+    third = report_session(course=course, professor=professor, students=0, rooms=1, title="Week 3",
+                           started_at=datetime(2026, 9, 15, 9, tzinfo=UTC))
+    student = first.students[0]
+    for made, score in ((second, 60), (third, 80)):
+        factories.RoomAssignmentFactory(room=made.rooms[0], session=made.session, student=student)
+        StudentProgress.objects.create(
+            session=made.session, student=student, text_turns=4, questions_asked=2, engagement_score=score,
+            topics_covered=[{"topic": "recursion", "segments": []}, {"topic": "graphs", "segments": []}],
+        )
+    return first, student
+
+
+def test_student_report_by_session_and_by_week(client, professor, course, two_sessions):
+    _, student = two_sessions
+    client.force_login(professor.user)
+    url = reverse("student-report", args=[course.pk, student.pk])
+    html = client.get(url).content.decode()
+    engagement = _svg(html, "chart-engagement")
+    assert len(engagement.findall(f"{SVG}circle")) == 3
+    assert "Engagement, Sep 07: 30" in _titles(engagement)
+    assert "Engagement, Sep 15: 80" in _titles(engagement)
+    activity = _svg(html, "chart-activity")
+    assert len(activity.findall(f"{SVG}path")) == 3  # turns, questions, confusion
+    # scope: python, variable, loop, function, recursion; "loops" is not "loop", recursion is covered
+    assert "1 of 5" in html and "Also discussed: graphs, loops" in html
+    weekly = client.get(url + "?by=week").content.decode()
+    week = _svg(weekly, "chart-engagement")
+    assert len(week.findall(f"{SVG}circle")) == 2
+    assert "Engagement, 2026 W37: 45" in _titles(week)  # (30 + 60) / 2
+    assert client.get(url + "?by=term-of-doom").status_code == 400
+
+
+def test_student_report_access(client, professor, course, two_sessions, staff_user, outsider):
+    first, student = two_sessions
+    other = first.students[1]
+    url = reverse("student-report", args=[course.pk, student.pk])
+    assert client.get(url).status_code == 302
+    client.force_login(student.user)
+    assert client.get(url).status_code == 200  # their own
+    assert client.get(reverse("student-report", args=[course.pk, other.pk])).status_code == 403
+    client.force_login(staff_user)
+    assert client.get(url).status_code == 200
+    client.force_login(outsider.user)
+    assert client.get(url).status_code == 404
+    client.force_login(professor.user)
+    not_enrolled = factories.StudentFactory(user__tenant=course.tenant)
+    assert client.get(reverse("student-report", args=[course.pk, not_enrolled.pk])).status_code == 404
+
+
+def test_student_report_without_sessions_says_so(client, professor, course, student):
+    client.force_login(professor.user)
+    html = client.get(reverse("student-report", args=[course.pk, student.pk])).content.decode()
+    assert "No session figures yet" in html
+
+
+# --- Course overview ------------------------------------------------------------------------------
+
+
+def test_course_overview_lists_sessions_topics_and_students_needing_attention(client, professor, course, two_sessions):
+    first, student = two_sessions
+    client.force_login(professor.user)
+    response = client.get(reverse("course-analytics", args=[course.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    engagement = _svg(html, "chart-engagement")
+    assert len(_bars(engagement)) == 3
+    assert "Sep 07 Week 1: 33.5" in _titles(engagement)  # (30 + 37) / 2
+    topics = _svg(html, "chart-topics")
+    assert _titles(topics)[1:] == ["range: 2"]  # Week 2 and 3 have the topic with no signal
+    lowest = html[html.index('id="lowest-title"'):html.index('id="confused-title"')]
+    assert lowest.index(first.students[1].user.display_name) < lowest.index(student.user.display_name)  # 37 < (30+60+80)/3
+    assert reverse("student-report", args=[course.pk, student.pk]) in lowest
+    assert reverse("session-report", args=[first.session.pk]) in html
+
+
+def test_course_overview_access(client, professor, course, student, staff_user, outsider):
+    url = reverse("course-analytics", args=[course.pk])
+    assert client.get(url).status_code == 302
+    client.force_login(student.user)
+    assert client.get(url).status_code == 403
+    client.force_login(outsider.user)
+    assert client.get(url).status_code == 404
+    client.force_login(staff_user)
+    response = client.get(url)
+    assert response.status_code == 200 and "No sessions yet" in response.content.decode()
+
+
+def test_course_overview_and_student_report_queries_are_constant(
+    client, professor, course, django_assert_max_num_queries
+):
+    first = report_session(course=course, professor=professor, students=3, rooms=2, title="S1")
+    client.force_login(professor.user)
+    overview = reverse("course-analytics", args=[course.pk])
+    student_url = reverse("student-report", args=[course.pk, first.students[0].pk])
+    client.get(overview)
+    with django_assert_max_num_queries(12) as small_overview:
+        client.get(overview)
+    with django_assert_max_num_queries(12) as small_student:
+        client.get(student_url)
+    for n in range(3):
+        report_session(course=course, professor=professor, students=10, rooms=3, title=f"Big {n}")
+    with django_assert_max_num_queries(len(small_overview.captured_queries)):
+        assert client.get(overview).status_code == 200
+    with django_assert_max_num_queries(len(small_student.captured_queries)):
+        assert client.get(student_url).status_code == 200
