@@ -302,3 +302,18 @@ def test_course_overview_and_student_report_queries_are_constant(
         assert client.get(overview).status_code == 200
     with django_assert_max_num_queries(len(small_student.captured_queries)):
         assert client.get(student_url).status_code == 200
+
+
+# --- Links from the existing pages ----------------------------------------------------------------
+
+
+def test_session_and_course_pages_link_to_the_reports(client, professor, course, made, student):
+    client.force_login(professor.user)
+    detail = client.get(reverse("session-detail", args=[made.session.pk])).content.decode()
+    assert reverse("session-report", args=[made.session.pk]) in detail
+    course_page = client.get(reverse("course-detail", args=[course.pk])).content.decode()
+    assert reverse("course-analytics", args=[course.pk]) in course_page
+    client.force_login(student.user)
+    course_page = client.get(reverse("course-detail", args=[course.pk])).content.decode()
+    assert reverse("student-report", args=[course.pk, student.pk]) in course_page
+    assert reverse("course-analytics", args=[course.pk]) not in course_page
