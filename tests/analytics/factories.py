@@ -78,3 +78,95 @@ def report_session(*, course, professor, students: int = 3, rooms: int = 2, titl
         version=2, computed_at=timezone.now(),
     )
     return made
+
+
+DEMO_LINES = [
+    "What does range(5) give me, does it include 5?",
+    "It stops before 5, because range excludes the end, so that means 0 to 4.",
+    "I don't get why the loop variable keeps its last value.",
+    "Actually, wait, the loop runs once per item in the list.",
+    "So a while loop is for when we do not know how many times, for example reading input.",
+    "Why does my recursion never stop?",
+    "I'm confused about the base case.",
+    "Oh, it returns when n is zero because that is the base case.",
+]
+
+
+def demo_report_session(*, course, students, rooms: int = 3, minutes: int = 45) -> ReportSession:
+    """A plausible ended session of the demo course for browser tests and the README screenshot:
+    `students` (already enrolled) over `rooms` rooms, a line every few minutes, figures that
+    match the lines."""
+    started = timezone.now() - timedelta(hours=3)
+    session = factories.LiveSessionFactory(
+        course=course, professor=course.professors.first(), title="Loops and recursion lab", status="ended",
+        started_at=started, ended_at=started + timedelta(minutes=minutes),
+    )
+    made = ReportSession(session=session)
+    topics = ["Loops", "While loops", "Recursion"]
+    made.rooms = [
+        factories.BreakoutRoomFactory(session=session, number=n + 1, name=f"Room {n + 1}", topic=topics[n % 3])
+        for n in range(rooms)
+    ]
+    seq = 0
+    topic_seqs: dict[str, list[int]] = {"range": [], "base case": []}
+    for i, student in enumerate(students):
+        room = made.rooms[i % rooms]
+        factories.RoomAssignmentFactory(room=room, session=session, student=student)
+        evidence: dict[str, list[int]] = {"turns": [], "questions": [], "explanations": [], "self_corrections": []}
+        confusion = []
+        text_turns = speech_turns = 0
+        for n in range(3 + (i * 5) % 7):
+            seq += 1
+            text = DEMO_LINES[(i + n) % len(DEMO_LINES)]
+            at = ((n * 7 + i * 3) % minutes) * 60_000
+            speech = (i + n) % 3 == 0
+            factories.TranscriptSegmentFactory(
+                session=session, room=room, seq=seq, speaker_user=student.user, speaker_kind="student",
+                speaker_name=student.user.display_name, text=text, start_ms=at, end_ms=at + 4000,
+                source="speech" if speech else "text",
+            )
+            speech_turns += speech
+            text_turns += not speech
+            evidence["turns"].append(seq)
+            if text.endswith("?"):
+                evidence["questions"].append(seq)
+            if "because" in text or "for example" in text:
+                evidence["explanations"].append(seq)
+            if text.startswith("Actually"):
+                evidence["self_corrections"].append(seq)
+            if "don't get" in text or "confused" in text:
+                topic = "range" if "loop" in text else "base case"
+                confusion.append({"topic": topic, "signal": "explicit_confusion", "seq": seq, "evidence": text[:40]})
+                topic_seqs[topic].append(seq)
+        made.students.append(student)
+        score = min(100, 12 + 10 * len(evidence["explanations"]) + 7 * len(evidence["questions"]) + 5 * len(evidence["turns"]))
+        made.progress.append(StudentProgress.objects.create(
+            session=session, student=student, text_turns=text_turns, speech_turns=speech_turns,
+            talk_time_ms=speech_turns * 4000, questions_asked=len(evidence["questions"]),
+            words=12 * len(evidence["turns"]), engagement_score=score,
+            topics_covered=[{"topic": room.topic.lower(), "segments": evidence["turns"][:2]}],
+            confusion_points=confusion, evidence=evidence, computed_at=timezone.now(),
+        ))
+    made.analytics = SessionAnalytics.objects.create(
+        session=session, status=SessionAnalytics.Status.READY, progress=100, summary_offline=True, version=2,
+        summary=(
+            "Rooms 1 and 2 worked through for loops and range; most students explained why range stops "
+            "before its end. Room 3 reached recursion, where the base case confused several students."
+        ),
+        room_comparison=[
+            {
+                "room_id": r.pk, "name": r.name, "students": len(made.progress[n::rooms]),
+                "turns": sum(p.turns for p in made.progress[n::rooms]),
+                "words": sum(p.words for p in made.progress[n::rooms]),
+                "talk_time_ms": sum(p.talk_time_ms for p in made.progress[n::rooms]),
+                "confusion": sum(len(p.confusion_points) for p in made.progress[n::rooms]),
+                "engagement_avg": sum(p.engagement_score for p in made.progress[n::rooms]) / max(1, len(made.progress[n::rooms])),
+            }
+            for n, r in enumerate(made.rooms)
+        ],
+        confusion_topics=[
+            {"topic": t, "count": len(s), "rooms": [], "seqs": s} for t, s in topic_seqs.items() if s
+        ],
+        computed_at=timezone.now(),
+    )
+    return made
