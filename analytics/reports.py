@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analytics import charts
+from analytics.confusion import GENERAL_TOPIC
 from analytics.models import SessionAnalytics, StudentProgress
 from courses.exceptions import DomainError, Forbidden, NotFound
 from courses.models import Course, Student, User
@@ -129,10 +130,11 @@ def _analytics(session: LiveSession) -> SessionAnalytics | None:
     return SessionAnalytics.objects.filter(session=session).first()
 
 
-def report_status(*, session: LiveSession) -> dict[str, Any]:
+def report_status(*, session: LiveSession, analytics: SessionAnalytics | bool | None = False) -> dict[str, Any]:
     """The header's state: pending / computing (with progress) / ready / failed; "missing" when
-    nothing was computed yet."""
-    analytics = _analytics(session)
+    nothing was computed yet. Pass `analytics` (the row or None) when already loaded."""
+    if analytics is False:
+        analytics = _analytics(session)
     if analytics is None:
         return {"status": "missing", "progress": 0, "ready": False, "busy": False}
     return {
@@ -176,10 +178,10 @@ def _timeline(session: LiveSession, rooms: dict[int, str]) -> dict[str, Any]:
 
 
 def session_report(*, session: LiveSession) -> dict[str, Any]:
-    """Everything the session report shows. Seven queries whatever the numbers of students, rooms
+    """Everything the session report shows. Six queries whatever the numbers of students, rooms
     and lines."""
-    status = report_status(session=session)
     analytics = _analytics(session)
+    status = report_status(session=session, analytics=analytics)
     rooms = dict(session.rooms.order_by("number").values_list("id", "name"))
     room_of = dict(RoomAssignment.objects.filter(session=session).values_list("student_id", "room_id"))
     progress = list(
@@ -442,7 +444,7 @@ def student_report(*, course: Course, student: Student, by: str = "session") -> 
         "charts": {"engagement": engagement_chart, "activity": activity_chart},
         "scope": [{"topic": t, "covered": t.lower() in covered_lower} for t in scope],
         "scope_covered": sum(1 for t in scope if t.lower() in covered_lower),
-        "other_topics": sorted(t for t in covered if t.lower() not in scope_lower),
+        "other_topics": sorted(t for t in covered if t.lower() not in scope_lower and t.lower() != GENERAL_TOPIC),
     }
 
 
