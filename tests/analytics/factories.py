@@ -102,7 +102,7 @@ def demo_report_session(*, course, students, rooms: int = 3, minutes: int = 45) 
         started_at=started, ended_at=started + timedelta(minutes=minutes),
     )
     made = ReportSession(session=session)
-    topics = ["Loops", "While loops", "Recursion"]
+    topics = ["For loop", "While loop", "Recursion"]  # CS101 scope terms
     made.rooms = [
         factories.BreakoutRoomFactory(session=session, number=n + 1, name=f"Room {n + 1}", topic=topics[n % 3])
         for n in range(rooms)
