@@ -235,7 +235,7 @@ def session_report(*, session: LiveSession) -> dict[str, Any]:
         confusion_topics.append({
             "topic": topic,
             "count": _int(row.get("count"), len(seqs)),
-            "rooms": [str(r) for r in _list(row.get("rooms"))],
+            "rooms": [str(rooms.get(r, r)) for r in _list(row.get("rooms"))],  # room ids (or names)
             "seqs": seqs,
             "url": reverse("session-report-lines", args=[session.pk]) + "?" + _query(topic=topic),
         })
@@ -256,7 +256,7 @@ def session_report(*, session: LiveSession) -> dict[str, Any]:
             "turns": _int(row.get("turns")),
             "words": _int(row.get("words")),
             "talk_time_s": round(_int(row.get("talk_time_ms")) / 1000),
-            "confusion": _int(row.get("confusion")),
+            "confusion": _int(row.get("confusion", row.get("confusion_count"))),
             "engagement_avg": round(_float(row.get("engagement_avg")), 1),
             "url": reverse("room-detail", args=[room_id]) if room_id in rooms else "",
         })
@@ -269,7 +269,7 @@ def session_report(*, session: LiveSession) -> dict[str, Any]:
         "status": status,
         "summary": analytics.summary if analytics else "",
         "summary_offline": bool(analytics and analytics.summary_offline),
-        "participation": _dict(analytics.participation if analytics else {}),
+        "participation": _participation(_dict(analytics.participation if analytics else {})),
         "students": students,
         "rooms": room_rows,
         "confusion_topics": confusion_topics,
@@ -286,6 +286,18 @@ def session_report(*, session: LiveSession) -> dict[str, Any]:
             "questions": sum(s["questions"] for s in students),
             "engagement_avg": round(sum(s["engagement"] for s in students) / len(students), 1) if students else None,
         },
+    }
+
+
+def _participation(data: dict[str, Any]) -> dict[str, Any]:
+    """The distribution's headline figures, where the computation gave them."""
+    share = data.get("top_quarter_share")
+    gini = data.get("gini")
+    return {
+        "top_quarter_pct": round(_float(share) * 100) if isinstance(share, int | float) else None,
+        "gini": round(_float(gini), 2) if isinstance(gini, int | float) else None,
+        "silent": _int(data.get("silent")) if "silent" in data else None,
+        "provisional": data.get("final") is False,
     }
 
 
@@ -307,7 +319,7 @@ def _line_rows(session: LiveSession, seqs: set[int]) -> dict[int, dict[str, Any]
         s.seq: {
             "seq": s.seq,
             "room": s.room.name if s.room else "Main room",
-            "room_url": reverse("room-detail", args=[s.room_id]) if s.room_id else "",
+            "room_url": f"{reverse('room-detail', args=[s.room_id])}#seq-{s.seq}" if s.room_id else "",
             "speaker": s.speaker_name,
             "source": s.source,
             "offset": f"{s.start_ms // 60000}:{(s.start_ms // 1000) % 60:02d}",

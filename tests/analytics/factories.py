@@ -68,13 +68,13 @@ def report_session(*, course, professor, students: int = 3, rooms: int = 2, titl
     made.analytics = SessionAnalytics.objects.create(
         session=session, status=status, progress=100 if status == "ready" else 40,
         summary="The rooms worked on for loops; range confused a few.", summary_offline=True,
-        participation={"gini": 0.1},
+        participation={"students": students, "silent": 0, "top_quarter_share": 0.4, "gini": 0.1, "final": True},
         room_comparison=[
             {"room_id": r.pk, "name": r.name, "students": len(made.students[n::rooms]), "turns": 9,
-             "words": 54, "talk_time_ms": 12000, "confusion": 3, "engagement_avg": 50.5}
+             "words": 54, "talk_time_ms": 12000, "confusion_count": 3, "engagement_avg": 50.5}
             for n, r in enumerate(made.rooms)
         ],
-        confusion_topics=[{"topic": "range", "count": len(confusion_seqs), "rooms": [r.name for r in made.rooms], "seqs": confusion_seqs}],
+        confusion_topics=[{"topic": "range", "count": len(confusion_seqs), "rooms": [r.pk for r in made.rooms], "seqs": confusion_seqs}],
         version=2, computed_at=timezone.now(),
     )
     return made
@@ -109,6 +109,7 @@ def demo_report_session(*, course, students, rooms: int = 3, minutes: int = 45) 
     ]
     seq = 0
     topic_seqs: dict[str, list[int]] = {"range": [], "base case": []}
+    topic_rooms: dict[str, set[int]] = {"range": set(), "base case": set()}
     for i, student in enumerate(students):
         room = made.rooms[i % rooms]
         factories.RoomAssignmentFactory(room=room, session=session, student=student)
@@ -138,6 +139,7 @@ def demo_report_session(*, course, students, rooms: int = 3, minutes: int = 45) 
                 topic = "range" if "loop" in text else "base case"
                 confusion.append({"topic": topic, "signal": "explicit_confusion", "seq": seq, "evidence": text[:40]})
                 topic_seqs[topic].append(seq)
+                topic_rooms[topic].add(room.pk)
         made.students.append(student)
         score = min(100, 12 + 10 * len(evidence["explanations"]) + 7 * len(evidence["questions"]) + 5 * len(evidence["turns"]))
         made.progress.append(StudentProgress.objects.create(
@@ -149,6 +151,7 @@ def demo_report_session(*, course, students, rooms: int = 3, minutes: int = 45) 
         ))
     made.analytics = SessionAnalytics.objects.create(
         session=session, status=SessionAnalytics.Status.READY, progress=100, summary_offline=True, version=2,
+        participation={"students": len(students), "silent": 0, "top_quarter_share": 0.33, "gini": 0.18, "final": True},
         summary=(
             "Rooms 1 and 2 worked through for loops and range; most students explained why range stops "
             "before its end. Room 3 reached recursion, where the base case confused several students."
@@ -159,13 +162,13 @@ def demo_report_session(*, course, students, rooms: int = 3, minutes: int = 45) 
                 "turns": sum(p.turns for p in made.progress[n::rooms]),
                 "words": sum(p.words for p in made.progress[n::rooms]),
                 "talk_time_ms": sum(p.talk_time_ms for p in made.progress[n::rooms]),
-                "confusion": sum(len(p.confusion_points) for p in made.progress[n::rooms]),
+                "confusion_count": sum(len(p.confusion_points) for p in made.progress[n::rooms]),
                 "engagement_avg": sum(p.engagement_score for p in made.progress[n::rooms]) / max(1, len(made.progress[n::rooms])),
             }
             for n, r in enumerate(made.rooms)
         ],
         confusion_topics=[
-            {"topic": t, "count": len(s), "rooms": [], "seqs": s} for t, s in topic_seqs.items() if s
+            {"topic": t, "count": len(s), "rooms": sorted(topic_rooms[t]), "seqs": s} for t, s in topic_seqs.items() if s
         ],
         computed_at=timezone.now(),
     )

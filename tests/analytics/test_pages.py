@@ -63,6 +63,9 @@ def test_session_report_shows_charts_with_numbers_and_links(client, professor, m
     timeline = _svg(html, "chart-timeline")
     assert len(timeline.findall(f"{SVG}path")) == 2  # one line per room
     assert len(_bars(_svg(html, "chart-rooms"))) == 2
+    assert "took <strong>40%</strong> of the turns" in html and "provisional" not in html
+    assert "in Room 1, Room 2" in html  # confusion topic's room ids as names
+    assert re.search(r"<td class=\"num\">3</td><td class=\"num\">50.5</td>", html)  # confusion_count
     assert f"/sessions/{made.session.pk}/analytics.csv" in html
     assert reverse("session-report-print", args=[made.session.pk]) in html
 
@@ -144,6 +147,22 @@ def test_session_report_access(client, professor, made, student, staff_user, out
     other_prof = factories.ProfessorFactory(user__tenant=made.session.tenant)
     client.force_login(other_prof.user)
     assert client.get(urls[0]).status_code == 403
+
+
+def test_running_session_figures_are_marked_provisional(client, professor, made):
+    made.analytics.participation = {"final": False}
+    made.analytics.save()
+    client.force_login(professor.user)
+    html = client.get(reverse("session-report", args=[made.session.pk])).content.decode()
+    assert "these figures are provisional" in html and "of the turns" not in html
+
+
+def test_evidence_lines_link_to_their_place_in_the_room(client, professor, made):
+    client.force_login(professor.user)
+    student = made.students[0]
+    html = client.get(reverse("session-report-student", args=[made.session.pk, student.pk])).content.decode()
+    room = made.rooms[0]
+    assert f'href="{reverse("room-detail", args=[room.pk])}#seq-1"' in html
 
 
 def test_evidence_of_unknown_student_or_topic_is_404(client, professor, made, outsider):
