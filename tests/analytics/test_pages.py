@@ -88,6 +88,16 @@ def test_evidence_links_resolve_to_the_lines_behind_each_number(client, professo
     assert lines.count('class="evidence-line"') == 3
 
 
+def test_every_link_of_the_report_resolves(client, professor, made):
+    client.force_login(professor.user)
+    html = client.get(reverse("session-report", args=[made.session.pk])).content.decode()
+    hrefs = {h.split("#")[0].replace("&amp;", "&") for h in re.findall(r'href="(/[^"]*)"', html)}
+    internal = {h for h in hrefs if "/report" in h or "/rooms/" in h}
+    assert len(internal) >= 3 + 2 + 1 + 1  # 3 evidence pages, 2 rooms, the topic's lines, print
+    for href in sorted(internal):
+        assert client.get(href).status_code == 200, href
+
+
 def test_print_version_has_no_navigation_and_inline_charts(client, professor, made):
     client.force_login(professor.user)
     response = client.get(reverse("session-report-print", args=[made.session.pk]))
