@@ -21,7 +21,7 @@ from analytics import charts
 from analytics.confusion import GENERAL_TOPIC
 from analytics.models import SessionAnalytics, StudentProgress
 from courses.exceptions import DomainError, Forbidden, NotFound
-from courses.models import Course, Student, User
+from courses.models import Course, Enrollment, Student, User
 from sessions.models import LiveSession, RoomAssignment, TranscriptSegment
 
 BIN_MS = 5 * 60 * 1000  # timeline: lines per 5-minute bin
@@ -465,7 +465,7 @@ def student_report(*, course: Course, student: Student, by: str = "session") -> 
 
 def course_overview(*, course: Course) -> dict[str, Any]:
     """Sessions with participation and average engagement, engagement per session, top confusion
-    topics across the course, and the students needing attention. Four queries."""
+    topics across the course, and the students needing attention. Five queries."""
     sessions = list(
         LiveSession.objects.filter(course=course)
         .select_related("analytics")
@@ -537,6 +537,7 @@ def course_overview(*, course: Course) -> dict[str, Any]:
         "lowest_engagement": lowest,
         "most_confusion": confused,
         "student_total": len(students),
+        "enrolled": Enrollment.objects.filter(course=course, status=Enrollment.Status.ACTIVE).count(),
     }
 
 

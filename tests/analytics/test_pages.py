@@ -299,6 +299,7 @@ def test_course_overview_lists_sessions_topics_and_students_needing_attention(cl
     assert lowest.index(first.students[1].user.display_name) < lowest.index(student.user.display_name)  # 37 < (30+60+80)/3
     assert reverse("student-report", args=[course.pk, student.pk]) in lowest
     assert reverse("session-report", args=[first.session.pk]) in html
+    assert "2 students with figures · 2 enrolled" in html
 
 
 def test_course_overview_access(client, professor, course, student, staff_user, outsider):
