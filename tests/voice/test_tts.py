@@ -182,3 +182,12 @@ def test_an_unknown_mode_is_a_clear_error():
 def test_without_a_persona_the_default_voices_are_used():
     choice = tts_choice_for(mode="server")
     assert choice.voice_for("piper") == "" and choice.browser_voice == ""
+
+
+def test_a_wrong_voice_tts_setting_is_reported_by_the_system_check(settings):
+    from voice.checks import check_voice_output
+
+    settings.VOICE_TTS = "loud"
+    assert [problem.id for problem in check_voice_output(None)] == ["voice.E001"]
+    settings.VOICE_TTS = "server"
+    assert check_voice_output(None) == []  # piper and espeak-ng are here
