@@ -50,6 +50,17 @@ async def test_piper_yields_a_chunk_per_sentence():
     assert len(chunks) == 2
 
 
+async def test_piper_serves_concurrent_sentences_from_one_model():
+    import asyncio
+
+    texts = ["The first of three.", "A second sentence, a little longer than the first.", "Third."]
+    results = await asyncio.gather(*(speak(PiperEngine(), text) for text in texts))
+    lengths = [len(pcm) for _, pcm in results]
+    for _, pcm in results:
+        assert_speech(pcm, 22050, min_seconds=0.3, max_seconds=6)
+    assert lengths[1] > lengths[0] > lengths[2]  # each got its own sentence's audio
+
+
 async def test_piper_with_an_unknown_voice_speaks_with_the_bundled_one():
     _, pcm = await speak(PiperEngine(), "Hello there.", voice="nobody")
     assert_speech(pcm, 22050, min_seconds=0.3, max_seconds=3)
