@@ -95,6 +95,24 @@ async def test_espeak_with_an_unknown_voice_is_unavailable():
         await speak(EspeakEngine(), voice="zz-nonexistent")
 
 
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed")
+async def test_espeak_stopped_after_its_first_chunk_leaves_no_process(monkeypatch):
+    import asyncio
+
+    started = []
+    real = asyncio.create_subprocess_exec
+
+    async def recording(*args, **kwargs):
+        started.append(await real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", recording)
+    stream = EspeakEngine().synthesize("A long sentence that keeps going. " * 20)
+    assert await anext(stream)
+    await stream.aclose()
+    assert started[0].returncode is not None  # killed and reaped
+
+
 async def test_espeak_without_its_binary_is_unavailable(tmp_path):
     with pytest.raises(TtsUnavailable):
         await speak(EspeakEngine(binary=str(tmp_path / "espeak-ng")))
