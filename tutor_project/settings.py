@@ -397,3 +397,13 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.mod
 
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
+
+# --- Usage, retention, data rights (issue 7; an-ops) --------------------------------------
+
+# Budget alerts go to tenant staff by e-mail; printed to the console unless configured.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ai-professor@localhost")
+# Rows the retention purge deletes per statement (memory stays constant however much expired).
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
