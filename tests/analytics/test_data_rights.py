@@ -237,3 +237,44 @@ def test_staff_erase_via_api(client, world, staff_user, api_headers):
     assert body["action"] == "anonymise" and body["student_id"] == world["zeb"].pk
     assert DataRightsAudit.objects.get(pk=body["audit_id"]).by == staff_user
     assert User.objects.get(pk=world["zeb"].user_id).username.startswith("erased-")
+
+
+# --- admin actions ------------------------------------------------------------------------------
+
+
+def changelist_post(client, action: str, students, **extra):
+    return client.post(
+        reverse("admin:courses_student_changelist"),
+        {"action": action, "_selected_action": [s.pk for s in students], **extra},
+    )
+
+
+def test_admin_export_action_downloads_a_zip(client, world, staff_user):
+    client.force_login(staff_user)
+    response = changelist_post(client, "student_data_export_action", [world["zeb"]])
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert "export.json" in zipfile.ZipFile(io.BytesIO(response.content)).namelist()
+    both = changelist_post(client, "student_data_export_action", [world["zeb"], world["bart"]])
+    assert len(zipfile.ZipFile(io.BytesIO(both.content)).namelist()) == 2
+    assert DataRightsAudit.objects.filter(action="export_zip").count() == 3
+
+
+@pytest.mark.parametrize("mode", ["anonymise", "delete"])
+def test_admin_erase_actions_ask_first(client, world, staff_user, mode):
+    client.force_login(staff_user)
+    confirm = changelist_post(client, f"student_data_{mode}_action", [world["zeb"]])
+    assert confirm.status_code == 200 and "This cannot be undone" in confirm.content.decode()
+    assert not DataRightsAudit.objects.exists()
+
+    done = changelist_post(client, f"student_data_{mode}_action", [world["zeb"]], confirm="yes")
+    assert done.status_code == 302
+    assert DataRightsAudit.objects.get().action == mode
+    assert User.objects.filter(pk=world["zeb"].user_id).exists() is (mode == "anonymise")
+
+
+def test_admin_actions_see_only_their_tenants_students(client, world, other_tenant):
+    outsider_staff = factories.StaffUserFactory(tenant=other_tenant)
+    client.force_login(outsider_staff)
+    changelist_post(client, "student_data_delete_action", [world["zeb"]], confirm="yes")
+    assert User.objects.filter(pk=world["zeb"].user_id).exists()
+    assert not DataRightsAudit.objects.exists()
