@@ -8,7 +8,8 @@ Per tenant, with `cutoff = now - retention_days`:
 - a practice conversation last updated before the cutoff is deleted with its messages (its title
   is the student's first line);
 - utterance audio older than the cutoff is deleted from segments that are kept (the session is
-  still within retention as a whole): the file goes, the text stays.
+  still within retention as a whole): the file goes, the text stays; a tenant with `keep_audio`
+  off keeps no audio at all, so all of its remaining files go.
 
 StudentProgress and SessionAnalytics stay: they are numbers without students' words. Files are
 deleted from storage before their rows, in batches of RETENTION_BATCH_SIZE (constant memory);
@@ -112,7 +113,8 @@ def expired_sessions(*, tenant: Tenant, cutoff: datetime) -> QuerySet:
 
 
 def tenant_retention_purge(*, tenant: Tenant, now: datetime | None = None) -> PurgeCounts:
-    cutoff = (now or timezone.now()) - timedelta(days=tenant.retention_days)
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=tenant.retention_days)
     counts = PurgeCounts()
     sessions = expired_sessions(tenant=tenant, cutoff=cutoff).values("pk")
 
@@ -125,8 +127,10 @@ def tenant_retention_purge(*, tenant: Tenant, now: datetime | None = None) -> Pu
     counts.messages += _rows_delete(Message.objects.filter(conversation__in=practice.values("pk")))
     counts.conversations = _rows_delete(practice)
 
+    # A tenant that does not keep audio (any more) keeps none: its remaining files go too.
+    audio_cutoff = cutoff if tenant.keep_audio else now
     counts.audio_files += _audio_clear(
-        TranscriptSegment.objects.filter(session__tenant=tenant, created_at__lt=cutoff)
+        TranscriptSegment.objects.filter(session__tenant=tenant, created_at__lt=audio_cutoff)
     )
     if any(asdict(counts).values()):
         logger.info(
@@ -139,7 +143,7 @@ def retention_purge(*, now: datetime | None = None) -> PurgeReport:
     """Apply every tenant's retention (see the module's docstring). Idempotent."""
     now = now or timezone.now()
     report = PurgeReport()
-    for tenant in Tenant.objects.order_by("pk").only("pk", "retention_days"):
+    for tenant in Tenant.objects.order_by("pk").only("pk", "retention_days", "keep_audio"):
         counts = tenant_retention_purge(tenant=tenant, now=now)
         report.tenants[tenant.pk] = counts
         report.totals.add(counts)

@@ -53,8 +53,8 @@ def practice(tenant, *, updated_at: datetime) -> Conversation:
 
 @pytest.fixture
 def two_tenants():
-    short = factories.TenantFactory(retention_days=30)
-    long = factories.TenantFactory(retention_days=365)
+    short = factories.TenantFactory(retention_days=30, keep_audio=True)
+    long = factories.TenantFactory(retention_days=365, keep_audio=True)
     return short, long
 
 
@@ -136,3 +136,18 @@ def test_live_sessions_and_missing_files_are_handled(two_tenants):
     assert TranscriptSegment.objects.filter(session=live).count() == 1
     assert not TranscriptSegment.objects.filter(session=never_ended).exists()
     assert report.totals.segments == 1
+
+
+def test_a_tenant_that_keeps_no_audio_keeps_none(two_tenants):
+    short, _ = two_tenants
+    recent = ended_session(short, NOW - timedelta(days=1))
+    line = segment(recent, at=NOW - timedelta(hours=3), audio=True, text="words stay")
+    assert retention_purge(now=NOW).totals.audio_files == 0  # keep_audio on: within retention
+
+    short.keep_audio = False
+    short.save()
+    name = line.audio.name
+    assert retention_purge(now=NOW).totals.audio_files == 1
+    line.refresh_from_db()
+    assert (line.text, line.audio.name) == ("words stay", "")
+    assert not default_storage.exists(name)
