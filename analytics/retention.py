@@ -112,26 +112,31 @@ def expired_sessions(*, tenant: Tenant, cutoff: datetime) -> QuerySet:
     )
 
 
-def tenant_retention_purge(*, tenant: Tenant, now: datetime | None = None) -> PurgeCounts:
+def tenant_retention_purge(*, tenant: Tenant, now: datetime | None = None, dry_run: bool = False) -> PurgeCounts:
+    """One tenant's purge; `dry_run` counts what would go and deletes nothing."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=tenant.retention_days)
-    counts = PurgeCounts()
     sessions = expired_sessions(tenant=tenant, cutoff=cutoff).values("pk")
-
-    counts.segments, counts.audio_files = _segments_delete(TranscriptSegment.objects.filter(session__in=sessions))
-    counts.messages = _rows_delete(
-        Message.objects.filter(Q(conversation__session__in=sessions) | Q(conversation__room__session__in=sessions))
+    segments = TranscriptSegment.objects.filter(session__in=sessions)
+    room_messages = Message.objects.filter(
+        Q(conversation__session__in=sessions) | Q(conversation__room__session__in=sessions)
     )
-
     practice = Conversation.objects.filter(tenant=tenant, session__isnull=True, room__isnull=True, updated_at__lt=cutoff)
-    counts.messages += _rows_delete(Message.objects.filter(conversation__in=practice.values("pk")))
-    counts.conversations = _rows_delete(practice)
-
+    practice_messages = Message.objects.filter(conversation__in=practice.values("pk"))
     # A tenant that does not keep audio (any more) keeps none: its remaining files go too.
     audio_cutoff = cutoff if tenant.keep_audio else now
-    counts.audio_files += _audio_clear(
-        TranscriptSegment.objects.filter(session__tenant=tenant, created_at__lt=audio_cutoff)
-    )
+    aged_audio = TranscriptSegment.objects.filter(session__tenant=tenant, created_at__lt=audio_cutoff)
+
+    if dry_run:
+        return PurgeCounts(
+            segments=segments.count(), messages=room_messages.count() + practice_messages.count(),
+            conversations=practice.count(), audio_files=aged_audio.exclude(audio="").count(),
+        )
+    counts = PurgeCounts()
+    counts.segments, counts.audio_files = _segments_delete(segments)
+    counts.messages = _rows_delete(room_messages) + _rows_delete(practice_messages)
+    counts.conversations = _rows_delete(practice)
+    counts.audio_files += _audio_clear(aged_audio)
     if any(asdict(counts).values()):
         logger.info(
             "retention purge, tenant %s (%d days): %s", tenant.pk, tenant.retention_days, asdict(counts)
@@ -139,13 +144,14 @@ def tenant_retention_purge(*, tenant: Tenant, now: datetime | None = None) -> Pu
     return counts
 
 
-def retention_purge(*, now: datetime | None = None) -> PurgeReport:
-    """Apply every tenant's retention (see the module's docstring). Idempotent."""
+def retention_purge(*, now: datetime | None = None, dry_run: bool = False) -> PurgeReport:
+    """Apply every tenant's retention (see the module's docstring). Idempotent. `dry_run`:
+    count what would go (audio: files of expired and aged segments, possibly overlapping)."""
     now = now or timezone.now()
     report = PurgeReport()
     for tenant in Tenant.objects.order_by("pk").only("pk", "retention_days", "keep_audio"):
-        counts = tenant_retention_purge(tenant=tenant, now=now)
+        counts = tenant_retention_purge(tenant=tenant, now=now, dry_run=dry_run)
         report.tenants[tenant.pk] = counts
         report.totals.add(counts)
-    logger.info("retention purge: %s", asdict(report.totals))
+    logger.info("retention purge%s: %s", " (dry run)" if dry_run else "", asdict(report.totals))
     return report

@@ -151,3 +151,22 @@ def test_a_tenant_that_keeps_no_audio_keeps_none(two_tenants):
     line.refresh_from_db()
     assert (line.text, line.audio.name) == ("words stay", "")
     assert not default_storage.exists(name)
+
+
+def test_dry_run_counts_and_deletes_nothing(two_tenants):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    short, _ = two_tenants
+    old = ended_session(short, NOW - timedelta(days=31))
+    segment(old, at=NOW - timedelta(days=31), audio=True)
+    practice(short, updated_at=NOW - timedelta(days=31))
+    with time_machine.travel(NOW, tick=False):
+        out = StringIO()
+        call_command("retention_purge", "--dry-run", stdout=out)
+    assert f"tenant {short.pk}: would delete 1 lines, 2 messages, 1 conversations, 1 audio files" in out.getvalue()
+    assert TranscriptSegment.objects.filter(session=old).exists() and Message.objects.count() == 2
+    with time_machine.travel(NOW, tick=False):
+        call_command("retention_purge", stdout=StringIO())
+    assert not TranscriptSegment.objects.filter(session=old).exists() and Message.objects.count() == 0

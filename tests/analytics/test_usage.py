@@ -257,3 +257,22 @@ def test_tenants_without_a_budget_are_never_alerted(tenant, staff_user):
     spend(tenant, "1000")
     with time_machine.travel(NOW, tick=False):
         assert usage.budget_check() == []
+
+
+def test_rollup_command_backfills_and_refuses_bad_input(tenant):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    event(tenant, datetime(2026, 11, 18, 10, tzinfo=UTC))
+    event(tenant, datetime(2026, 11, 19, 10, tzinfo=UTC))
+    out = StringIO()
+    with time_machine.travel(NOW, tick=False):
+        call_command("usage_rollup", "--days", "3", stdout=out)
+    assert "2026-11-17: 0 rows" in out.getvalue() and "2026-11-19: 1 rows" in out.getvalue()
+    assert UsageDaily.objects.count() == 2
+    call_command("usage_rollup", "--day", "2026-11-18", stdout=StringIO())
+    assert UsageDaily.objects.count() == 2
+    for bad in (["--day", "yesterday"], ["--days", "-1"], ["--day", "2026-11-18", "--days", "2"]):
+        with pytest.raises(CommandError):
+            call_command("usage_rollup", *bad, stdout=StringIO())
