@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -205,27 +205,32 @@ def budget_check(*, now: datetime | None = None) -> list[BudgetAlert]:
             .exclude(email="").values_list("email", flat=True)
         )
         top = max(new)
-        with transaction.atomic():
-            alerts = [
-                BudgetAlert.objects.create(
-                    tenant=tenant, month=month, threshold=t, spend=spend, budget=tenant.monthly_budget,
-                    recipients=len(recipients) if t == top else 0,
-                )
-                for t in new
-            ]
-            # Inside the transaction: a mail server that fails rolls the rows back, and the next
-            # hourly run tries again.
-            if recipients:
-                send_mail(
-                    subject=f"[AI Professor] {tenant.name}: {top} % of the monthly budget used",
-                    message=(
-                        f"Provider spend for {tenant.name} in {month:%B %Y} is ${spend:.2f}, "
-                        f"{top} % or more of the monthly budget of ${tenant.monthly_budget:.2f}.\n"
-                    ),
-                    from_email=settings.DEFAULT_FROM_EMAIL,
-                    recipient_list=recipients,
-                )
-            else:
-                logger.warning("budget alert for tenant %s: no staff with an e-mail address", tenant.pk)
+        try:
+            with transaction.atomic():
+                alerts = [
+                    BudgetAlert.objects.create(
+                        tenant=tenant, month=month, threshold=t, spend=spend, budget=tenant.monthly_budget,
+                        recipients=len(recipients) if t == top else 0,
+                    )
+                    for t in new
+                ]
+                # Inside the transaction: a mail server that fails rolls the rows back, and the next
+                # hourly run tries again.
+                if recipients:
+                    send_mail(
+                        subject=f"[AI Professor] {tenant.name}: {top} % of the monthly budget used",
+                        message=(
+                            f"Provider spend for {tenant.name} in {month:%B %Y} is ${spend:.2f}, "
+                            f"{top} % or more of the monthly budget of ${tenant.monthly_budget:.2f}.\n"
+                        ),
+                        from_email=settings.DEFAULT_FROM_EMAIL,
+                        recipient_list=recipients,
+                    )
+                else:
+                    logger.warning("budget alert for tenant %s: no staff with an e-mail address", tenant.pk)
+        except IntegrityError:
+            # Another worker recorded (and mailed) this alert a moment ago.
+            logger.info("budget alert for tenant %s already recorded", tenant.pk)
+            continue
         sent.extend(alerts)
     return sent
