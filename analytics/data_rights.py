@@ -156,6 +156,12 @@ def _export_data(student: Student) -> tuple[dict[str, Any], list[tuple[str, str]
             for e in Enrollment.objects.filter(student=student).select_related("course")
         ],
         "sessions": session_rows,
+        # Their own lines kept as messages of their rooms' tutor conversations.
+        "room_messages": [
+            {"session_id": m.conversation.session_id, "seq": m.seq, "text": m.text, "at": _iso(m.created_at)}
+            for m in Message.objects.filter(author_id=user.pk).exclude(conversation__student=student)
+            .select_related("conversation").order_by("created_at", "pk")
+        ],
         "practice_conversations": conversations,
         "progress": [
             {

@@ -130,6 +130,7 @@ def test_export_holds_their_data_and_redacts_everybody_elses(world, staff_user):
     assert [m["text"] for m in data["practice_conversations"][0]["messages"]] == [
         "Why the quasar-loop conundrum?", "Think, Zebulon.",
     ]
+    assert [m["text"] for m in data["room_messages"]] == ["quasar-loop conundrum again"]
     assert data["progress"][0]["words"] == 7 and len(data["usage"]) == 1
     audit = DataRightsAudit.objects.get()
     assert (audit.action, audit.student_id, audit.by, audit.tenant_id) == (
