@@ -309,17 +309,17 @@ def student_data_erase(*, student: Student, by: User | None, mode: str = "anonym
         counts["scrubbed"] = scrubbed
         counts["login_records"] = _login_records_delete(user.username)
 
+        # Both modes empty and deactivate the account first: the deactivation closes the
+        # student's open sockets (sessions.signals), a deleted user's too.
+        user.username = f"erased-{user.pk}"
+        user.first_name = user.last_name = user.email = ""
+        user.is_active = False
+        user.set_unusable_password()
+        user.save()
+        Student.objects.filter(pk=student.pk).update(preferred_name="", student_number="")
+        audit = _audit(student=student, by=by, action=mode, counts=counts)
         if mode == "delete":
-            audit = _audit(student=student, by=by, action=DataRightsAudit.Action.DELETE, counts=counts)
             user.delete()
-        else:
-            user.username = f"erased-{user.pk}"
-            user.first_name = user.last_name = user.email = ""
-            user.is_active = False
-            user.set_unusable_password()
-            user.save()
-            Student.objects.filter(pk=student.pk).update(preferred_name="", student_number="")
-            audit = _audit(student=student, by=by, action=DataRightsAudit.Action.ANONYMISE, counts=counts)
         # Files cannot be rolled back: they go once the rows saying they are gone are committed.
         transaction.on_commit(lambda: audio_files_delete(audio))
     return audit

@@ -279,3 +279,11 @@ def test_admin_actions_see_only_their_tenants_students(client, world, other_tena
     changelist_post(client, "student_data_delete_action", [world["zeb"]], confirm="yes")
     assert User.objects.filter(pk=world["zeb"].user_id).exists()
     assert not DataRightsAudit.objects.exists()
+
+
+@pytest.mark.parametrize("mode", ["anonymise", "delete"])
+def test_erase_closes_the_students_open_sockets(world, staff_user, mode, monkeypatch):
+    closed = []
+    monkeypatch.setattr("sessions.signals.user_sockets_close", lambda *, user_id, code: closed.append((user_id, code)))
+    student_data_erase(student=world["zeb"], by=staff_user, mode=mode)
+    assert closed == [(world["zeb"].user_id, 4401)]
