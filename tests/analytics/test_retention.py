@@ -170,3 +170,17 @@ def test_dry_run_counts_and_deletes_nothing(two_tenants):
     with time_machine.travel(NOW, tick=False):
         call_command("retention_purge", stdout=StringIO())
     assert not TranscriptSegment.objects.filter(session=old).exists() and Message.objects.count() == 0
+
+
+def test_exactly_at_the_boundary_is_kept(two_tenants):
+    short, _ = two_tenants
+    cutoff = NOW - timedelta(days=30)
+    on_the_line = ended_session(short, cutoff)
+    line = segment(on_the_line, at=cutoff, audio=True)
+    with time_machine.travel(NOW, tick=False):
+        retention_purge_task.delay()
+    line.refresh_from_db()
+    assert line.audio and default_storage.exists(line.audio.name)
+    with time_machine.travel(NOW + SECOND, tick=False):
+        retention_purge_task.delay()
+    assert not TranscriptSegment.objects.filter(pk=line.pk).exists()
