@@ -24,10 +24,10 @@ from analytics.data_rights import (
     student_data_erase,
     student_data_export,
     student_data_export_zip,
+    student_get_for_data_rights,
 )
 from courses.api.errors import error_responses
-from courses.exceptions import DomainError, Forbidden, NotFound
-from courses.models import Student, User
+from courses.exceptions import DomainError
 
 
 class JsonOnlyNegotiation(DefaultContentNegotiation):
@@ -36,19 +36,6 @@ class JsonOnlyNegotiation(DefaultContentNegotiation):
     def select_renderer(self, request, renderers, format_suffix=None):
         renderer = renderers[0]
         return renderer, renderer.media_type
-
-
-def student_for_staff(*, user: User, student_id: int) -> Student:
-    """The student a data-rights request is about: tenant staff (or a superuser) only."""
-    if not (user.is_superuser or (user.role == User.Role.STAFF and user.tenant_id is not None)):
-        raise Forbidden("Only your institution's staff can export or erase a student's data.")
-    students = Student.objects.select_related("user", "tenant")
-    if not user.is_superuser:
-        students = students.filter(tenant_id=user.tenant_id)
-    student = students.filter(pk=student_id).first()
-    if student is None:
-        raise NotFound("No such student.")
-    return student
 
 
 class EraseSerializer(serializers.Serializer):
@@ -72,7 +59,7 @@ class StudentExportApi(APIView):
         responses={200: OpenApiResponse(OpenApiTypes.OBJECT), **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, student_id: int) -> Response | HttpResponse:
-        student = student_for_staff(user=request.user, student_id=student_id)
+        student = student_get_for_data_rights(user=request.user, student_id=student_id)
         fmt = request.query_params.get("format", "json")
         if fmt == "zip":
             body = student_data_export_zip(student=student, by=request.user)
@@ -92,7 +79,7 @@ class StudentEraseApi(APIView):
         responses={200: EraseResultSerializer, **error_responses(400, 401, 403, 404)},
     )
     def post(self, request: Request, student_id: int) -> Response:
-        student = student_for_staff(user=request.user, student_id=student_id)
+        student = student_get_for_data_rights(user=request.user, student_id=student_id)
         serializer = EraseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         audit = student_data_erase(student=student, by=request.user, mode=serializer.validated_data["mode"])

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from analytics.models import DataRightsAudit, SessionAnalytics, StudentProgress, UsageEvent
 from analytics.retention import audio_files_delete
-from courses.exceptions import DomainError
+from courses.exceptions import DomainError, Forbidden, NotFound
 from courses.models import Enrollment, Student, User
 from sessions.models import (
     Conversation,
@@ -79,6 +79,20 @@ def _student_sessions(student: Student) -> dict[int, int | None]:
     ):
         rooms.setdefault(session_id, None)
     return rooms
+
+
+def student_get_for_data_rights(*, user: User, student_id: int) -> Student:
+    """The student a data-rights request is about: tenant staff of the student's tenant (or a
+    superuser) only. Forbidden for professors and students; NotFound for another tenant's."""
+    if not (user.is_superuser or (user.role == User.Role.STAFF and user.tenant_id is not None)):
+        raise Forbidden("Only your institution's staff can export or erase a student's data.")
+    students = Student.objects.select_related("user", "tenant")
+    if not user.is_superuser:
+        students = students.filter(tenant_id=user.tenant_id)
+    student = students.filter(pk=student_id).first()
+    if student is None:
+        raise NotFound("No such student.")
+    return student
 
 
 # --- export -------------------------------------------------------------------------------------
