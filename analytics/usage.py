@@ -136,8 +136,11 @@ def parse_month(value: str | None, *, now: datetime | None = None) -> date:
     return parsed.date()
 
 
-def usage_month_report(*, tenant_id: int | None, month: date, now: datetime | None = None) -> UsageReport:
-    """Usage of `month` from the roll-up (finished days) plus today's live events. Two queries."""
+def usage_month_report(
+    *, tenant_id: int | None, month: date, course_id: int | None = None, now: datetime | None = None
+) -> UsageReport:
+    """Usage of `month` (a tenant's, every tenant's with None; one course's with `course_id`)
+    from the roll-up (finished days) plus today's live events. Three queries."""
     now = now or timezone.now()
     start = datetime.combine(month, time.min, tzinfo=UTC)
     end = next_month_start(start)
@@ -149,6 +152,8 @@ def usage_month_report(*, tenant_id: int | None, month: date, now: datetime | No
     live = UsageEvent.objects.filter(created_at__gte=max(start, today_start), created_at__lt=end)
     if tenant_id is not None:
         rolled, live = rolled.filter(tenant_id=tenant_id), live.filter(tenant_id=tenant_id)
+    if course_id is not None:
+        rolled, live = rolled.filter(course_id=course_id), live.filter(course_id=course_id)
     for row in rolled.order_by().values("course_id", "kind", "day").annotate(
         calls_=Sum("calls"), errors_=Sum("errors"), prompt_tokens_=Sum("prompt_tokens"),
         completion_tokens_=Sum("completion_tokens"), units_=Sum("units"), cost_=Sum("cost"),

@@ -104,6 +104,8 @@ def test_month_report_adds_todays_live_events_to_the_rollup(tenant, course, othe
     }
     everyone = usage.usage_month_report(tenant_id=None, month=date(2026, 11, 1), now=NOW)
     assert everyone.totals.cost == Decimal("103.5")
+    one_course = usage.usage_month_report(tenant_id=tenant.pk, course_id=course.pk, month=date(2026, 11, 1), now=NOW)
+    assert (one_course.totals.cost, one_course.totals.stt_minutes) == (Decimal("3"), Decimal("2.00"))
 
 
 def test_a_rolled_up_today_is_not_counted_twice(tenant):
