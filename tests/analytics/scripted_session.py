@@ -87,3 +87,43 @@ EXPECTED = {
         "engagement_score": 0,
     },
 }
+
+
+def build(*, course, professor) -> tuple:
+    """The script in the database: (session, {key: Student}, {key: BreakoutRoom})."""
+    from sessions.models import Conversation, Message, TranscriptSegment
+    from tests import factories
+
+    session = factories.LiveSessionFactory(
+        course=course, tenant=course.tenant, professor=professor, status="ended", title="Scripted"
+    )
+    rooms = {
+        key: factories.BreakoutRoomFactory(session=session, number=n, name=f"Room {n}", topic=ROOM_TOPICS[key])
+        for n, key in enumerate(["r1", "r2"], start=1)
+    }
+    conversations = {
+        key: Conversation.objects.create(tenant=course.tenant, course=course, session=session, room=room)
+        for key, room in rooms.items()
+    }
+    students = {}
+    for key, (name, room) in STUDENTS.items():
+        student = factories.EnrollmentFactory(
+            course=course, student__user__username=key, student__user__first_name=name,
+        ).student
+        factories.RoomAssignmentFactory(room=rooms[room], session=session, student=student)
+        students[key] = student
+    for seq, room, speaker, text, source, start, end, guardrail in LINES:
+        message = None
+        if speaker == "tutor":
+            message = Message.objects.create(
+                conversation=conversations[room], seq=seq, role="tutor", text=text, guardrail=guardrail
+            )
+        user = students[speaker].user if speaker in students else None
+        TranscriptSegment.objects.create(
+            session=session, room=rooms[room], seq=seq, speaker_kind="tutor" if speaker == "tutor" else "student",
+            speaker_user=user, speaker_name=STUDENTS[speaker][0] if user else "Tutor", text=text, source=source,
+            start_ms=start, end_ms=end, message=message,
+        )
+    session.last_seq = len(LINES)
+    session.save(update_fields=["last_seq"])
+    return session, students, rooms
