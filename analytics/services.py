@@ -170,8 +170,9 @@ def session_analytics_compute(
     return analytics
 
 
-def session_analytics_queue(*, session_id: int) -> SessionAnalytics:
-    """Mark a session's analytics pending (unless present) and queue the final computation."""
+def session_analytics_queue(*, session_id: int, final: bool = True) -> SessionAnalytics:
+    """Mark a session's analytics pending (unless it is computing) and queue its computation
+    once the current transaction commits. The numbers already stored stay readable meanwhile."""
     from analytics.tasks import session_analytics_compute as task
 
     analytics, created = SessionAnalytics.objects.get_or_create(session_id=session_id)
@@ -180,7 +181,7 @@ def session_analytics_queue(*, session_id: int) -> SessionAnalytics:
 
     def send() -> None:
         try:
-            task.delay(session_id, True)
+            task.delay(session_id, final)
         except Exception:  # a broker that is down: logged; recompute can be asked again
             logger.warning("could not queue analytics for session %s", session_id, exc_info=True)
 
