@@ -190,3 +190,11 @@ def test_the_task_keeps_its_name_and_signature(scripted):
     session_analytics_compute.delay(session.pk)
     session_analytics_compute.delay(session.pk, False)
     assert SessionAnalytics.objects.get(session=session).participation["final"] is False
+
+
+def test_silence_setting_is_honoured(scripted, settings):
+    session, students, _ = scripted
+    settings.ANALYTICS_SILENCE_SECONDS = 200
+    services.session_analytics_compute(session_id=session.pk)
+    dee = StudentProgress.objects.get(session=session, student=students["dee"])
+    assert dee.confusion_points == []
