@@ -18,8 +18,15 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.template import Context, Engine
 
-from analytics import confusion
-from analytics.metrics import STUDENT, Line, SessionMetrics, is_explanation, is_question, student_line_signals
+from analytics.metrics import (
+    STUDENT,
+    Line,
+    SessionMetrics,
+    is_explanation,
+    is_question,
+    line_topics,
+    student_line_signals,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +52,7 @@ def _short(text: str) -> str:
 def line_score(line: Line, *, terms: list[str]) -> int:
     """How much a student line tells the professor: topics named, confusion, explanation, question."""
     return (
-        2 * len(confusion.line_topics(line.text, terms=terms))
+        2 * len(line_topics(line.text, terms=terms))
         + 3 * bool(student_line_signals(line.text))
         + 2 * is_explanation(line.text)
         + is_question(line.text)
@@ -74,8 +81,9 @@ def extractive_summary(
             + ", ".join(f"{row['topic']} ({row['count']})" for row in result.confusion_topics)
             + "."
         )
-    ranked = sorted(student_lines, key=lambda line: (-line_score(line, terms=terms), line.seq))
-    chosen = sorted((line for line in ranked[:KEY_LINES] if line_score(line, terms=terms) > 0), key=lambda kept: kept.seq)
+    scores = {line.seq: line_score(line, terms=terms) for line in student_lines}
+    ranked = sorted(student_lines, key=lambda line: (-scores[line.seq], line.seq))
+    chosen = sorted((line for line in ranked[:KEY_LINES] if scores[line.seq] > 0), key=lambda kept: kept.seq)
     if chosen:
         parts.append("Key lines:")
         parts.extend(f"- #{line.seq} {names.get(line.student_id or 0, 'Student')}: {_short(line.text)}" for line in chosen)
