@@ -292,6 +292,7 @@ def _room_pass(
                         "evidence": f"asked again about {topic} (first at #{lines[earlier[0]].seq})",
                     })
                 last_question[line.student_id] = (index, topic)
+        if line.speaker == STUDENT:  # an unassigned student's line is answered too, by nobody we count
             last_student_line = line
             last_student_topic = topic
         elif line.speaker == TUTOR:

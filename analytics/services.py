@@ -125,7 +125,9 @@ def _write(
         analytics.participation = {**result.participation, "final": final, "lines": result.lines}
         analytics.room_comparison = result.rooms
         analytics.confusion_topics = result.confusion_topics
-        if text is not None:
+        # An incremental run keeps a model-written summary (it writes only the extractive one).
+        keep = not final and analytics.summary and not analytics.summary_offline
+        if text is not None and not keep:
             analytics.summary, analytics.summary_offline = text.text, text.offline
         analytics.version, analytics.computed_at = VERSION, now
         analytics.save()

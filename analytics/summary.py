@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 KEY_LINES = 5
 LINE_CHARS = 200
-HISTORY_CHARS = 12_000  # the newest lines that fit are sent to the model
+HISTORY_CHARS = 12_000  # transcript characters sent to the model (see _history)
 SUMMARY_MAX_TOKENS = 600
 _ENGINE = Engine(autoescape=False, debug=False)
 
@@ -92,24 +92,37 @@ def extractive_summary(
     return "\n".join(parts)
 
 
-def _history(lines: list[Line], *, names: dict[int, str], room_names: dict[int, str]) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = []
-    used = 0
-    for line in reversed(lines):
+def _history(
+    lines: list[Line], *, names: dict[int, str], room_names: dict[int, str], terms: list[str]
+) -> list[dict[str, str]]:
+    """The transcript for the prompt, within HISTORY_CHARS: everything if it fits, else the most
+    telling student lines first (`line_score`), then the rest newest first; in seq order."""
+    rows: dict[int, dict[str, str]] = {}
+    for line in lines:
         if not line.text.strip():
             continue
         who = names.get(line.student_id or 0) if line.speaker == STUDENT else line.speaker.capitalize()
         room = room_names.get(line.room_id or 0, "Main room")
-        row = {"name": f"{who or 'Student'} [{room}]", "role": line.speaker, "text": _short(line.text)}
-        used += len(row["text"]) + len(row["name"])
-        if used > HISTORY_CHARS:
-            break
-        rows.append(row)
-    return rows[::-1]
+        rows[line.seq] = {"name": f"{who or 'Student'} [{room}]", "role": line.speaker, "text": _short(line.text)}
+    size = {seq: len(row["name"]) + len(row["text"]) + 4 for seq, row in rows.items()}
+    if sum(size.values()) <= HISTORY_CHARS:
+        return [rows[seq] for seq in sorted(rows)]
+    by_seq = {line.seq: line for line in lines}
+    scored = {
+        seq: line_score(by_seq[seq], terms=terms) if by_seq[seq].speaker == STUDENT else 0 for seq in rows
+    }
+    order = sorted(rows, key=lambda seq: (-scored[seq], -seq))
+    kept, used = [], 0
+    for seq in order:
+        if used + size[seq] > HISTORY_CHARS:
+            continue
+        kept.append(seq)
+        used += size[seq]
+    return [rows[seq] for seq in sorted(kept)]
 
 
 def summary_prompt(*, tenant_id: int, course: Any, lines: list[Line], names: dict[int, str],
-                   room_names: dict[int, str], room_topics: dict[int, str]) -> str:
+                   room_names: dict[int, str], room_topics: dict[int, str], terms: list[str]) -> str:
     from sessions.models import PromptTemplate
     from sessions.tutor.prompts import prompt_template_resolve
 
@@ -119,7 +132,9 @@ def summary_prompt(*, tenant_id: int, course: Any, lines: list[Line], names: dic
         "course": {"code": course.code, "title": course.title},
         "room_topic": topics,
         "lecture": [],
-        "history": _history([line for line in lines if line.room_id is not None], names=names, room_names=room_names),
+        "history": _history(
+            [line for line in lines if line.room_id is not None], names=names, room_names=room_names, terms=terms
+        ),
     }
     lecture = [line for line in lines if line.room_id is None and line.speaker == "professor"]
     context["lecture"] = [{"at": f"{line.start_ms // 60000:02d}:{line.start_ms // 1000 % 60:02d}",
@@ -165,7 +180,7 @@ def session_summary(
         try:
             prompt = summary_prompt(
                 tenant_id=session.tenant_id, course=session.course, lines=lines, names=names,
-                room_names=room_names, room_topics=room_topics,
+                room_names=room_names, room_topics=room_topics, terms=terms,
             )
             chain = _chain(session)
             if not chain:

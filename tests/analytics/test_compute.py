@@ -198,3 +198,26 @@ def test_silence_setting_is_honoured(scripted, settings):
     services.session_analytics_compute(session_id=session.pk)
     dee = StudentProgress.objects.get(session=session, student=students["dee"])
     assert dee.confusion_points == []
+
+
+def test_incremental_run_keeps_a_model_written_summary(scripted):
+    session, _, _ = scripted
+    services.session_analytics_compute(session_id=session.pk)
+    SessionAnalytics.objects.filter(session=session).update(summary="By the model", summary_offline=False)
+    analytics = services.session_analytics_compute(session_id=session.pk, final=False)
+    assert analytics.summary == "By the model" and analytics.summary_offline is False
+
+
+def test_a_long_transcript_sends_the_most_telling_lines_within_the_budget(monkeypatch):
+    from analytics import summary
+    from analytics.metrics import Line
+
+    monkeypatch.setattr(summary, "HISTORY_CHARS", 300)
+    lines = [Line(seq=n, room_id=1, speaker="student", student_id=1, text=f"ok number {n}") for n in range(1, 40)]
+    lines.append(Line(seq=40, room_id=1, speaker="student", student_id=1, text="I don't get recursion at all"))
+    lines.insert(0, Line(seq=0, room_id=1, speaker="student", student_id=1, text="Why is a loop like recursion?"))
+    rows = summary._history(lines, names={1: "Ana"}, room_names={1: "Room 1"}, terms=["loop", "recursion"])
+    texts = [row["text"] for row in rows]
+    assert texts[0] == "Why is a loop like recursion?" and "I don't get recursion at all" in texts
+    assert sum(len(r["name"]) + len(r["text"]) + 4 for r in rows) <= 300
+    assert texts[-1] == "I don't get recursion at all"  # seq order kept

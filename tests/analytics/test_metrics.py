@@ -167,3 +167,15 @@ def test_confusion_topics_across_rooms(result):
 def test_empty_session():
     result = metrics.session_metrics(SessionInput(lines=[], students=[]))
     assert result.students == {} and result.participation["total_turns"] == 0 and result.rooms == []
+
+
+def test_a_tutor_reply_to_an_unassigned_speaker_is_nobody_s_hint():
+    inp = SessionInput(
+        lines=[
+            Line(seq=1, room_id=1, speaker="student", student_id=11, text="I'm lost"),
+            Line(seq=2, room_id=1, speaker="student", student_id=None, text="I'm confused too"),
+            Line(seq=3, room_id=1, speaker="tutor", text="Try the base case."),
+        ],
+        students=[StudentInfo(student_id=11, room_id=1, name="Ana")],
+    )
+    assert metrics.session_metrics(inp).students[11].hints_needed == 0
