@@ -24,9 +24,13 @@ TAGS = ["analytics"]
 
 
 def _analytics_or_queue(session: LiveSession) -> SessionAnalytics:
-    """The stored analytics; none yet: a pending row, and the computation queued."""
+    """The stored analytics; none yet, or ready but from an older version: queued (pending)."""
     analytics = selectors.session_analytics_get(session=session)
-    if analytics is None:
+    outdated = (
+        analytics is not None and analytics.version < services.VERSION
+        and analytics.status == SessionAnalytics.Status.READY
+    )
+    if analytics is None or outdated:
         analytics = services.session_analytics_queue(
             session_id=session.pk, final=session.status == LiveSession.Status.ENDED
         )

@@ -184,3 +184,14 @@ def test_schema_documents_the_endpoints(client):
     schema = client.get("/api/schema/?format=json").json()
     assert "/api/v1/sessions/{session_id}/analytics/" in schema["paths"]
     assert "/api/v1/students/{student_id}/progress/" in schema["paths"]
+
+
+def test_results_of_an_older_version_are_recomputed_on_read(client, api_headers, professor, scripted, django_capture_on_commit_callbacks):
+    session, _, _ = scripted
+    SessionAnalytics.objects.filter(session=session).update(version=1)
+    StudentProgress.objects.filter(session=session).update(version=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        doc = client.get(url(session.pk), **api_headers(professor.user)).json()
+    assert doc["status"] == "pending" and len(doc["students"]) == 4  # the old numbers stay readable
+    doc = client.get(url(session.pk), **api_headers(professor.user)).json()
+    assert doc["status"] == "ready" and doc["version"] == services.VERSION
