@@ -23,7 +23,7 @@ Definitions (a "line" is a final TranscriptSegment; "room lines" are a room's li
   * phrase: `confusion.line_signals` of a student line, except puzzlement about other people's
     opinions ("I don't get why people dislike Python" is not confusion about the material);
   * repeated_question: the student asks a second question on the same (non-general) topic within
-    ANALYTICS_REPEAT_WINDOW_LINES room lines of their previous one; seq: the second question;
+    ANALYTICS_REPEAT_WITHIN_LINES room lines of their previous one; seq: the second question;
   * silence_after_question: a tutor line that is a question addressed to the student (it answers
     their line, or names them, or answers no student and so speaks to the whole room), after which
     the student says nothing in the room for ANALYTICS_SILENCE_SECONDS while another student
@@ -80,7 +80,7 @@ BUCKETS: tuple[tuple[str, int, int | None], ...] = (
     ("0", 0, 0), ("1-2", 1, 2), ("3-5", 3, 5), ("6-10", 6, 10), ("11+", 11, None),
 )
 DEFAULT_SILENCE_MS = 60_000
-DEFAULT_REPEAT_WINDOW = 6
+DEFAULT_REPEAT_WINDOW = 8
 
 _QUESTION = re.compile(
     r"\?\s*$|^(what|why|how|when|where|which|who|is|are|can|could|should|does|do|did|would)\b", re.IGNORECASE

@@ -44,7 +44,7 @@ def silence_ms() -> int:
 
 
 def repeat_window() -> int:
-    return int(getattr(settings, "ANALYTICS_REPEAT_WINDOW_LINES", metrics.DEFAULT_REPEAT_WINDOW))
+    return int(getattr(settings, "ANALYTICS_REPEAT_WITHIN_LINES", metrics.DEFAULT_REPEAT_WINDOW))
 
 
 def session_rows_load(*, session: LiveSession) -> tuple[metrics.SessionInput, dict[int, str], dict[int, str]]:

@@ -398,8 +398,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.mod
 # A student addressed by a tutor question who stays silent this long while others speak: a
 # silence_after_question confusion point.
 ANALYTICS_SILENCE_SECONDS = env.float("ANALYTICS_SILENCE_SECONDS", default=60.0)
-# A second question on the same topic within this many room lines: a repeated_question point.
-ANALYTICS_REPEAT_WINDOW_LINES = env.int("ANALYTICS_REPEAT_WINDOW_LINES", default=6)
+# (repeated_question uses the live radar's ANALYTICS_REPEAT_WITHIN_LINES, default 8.)
 
 # --- Tests ---------------------------------------------------------------------------------
 
