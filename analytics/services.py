@@ -97,7 +97,7 @@ def _progress(session_id: int, value: int, callback: Callable[[int], object] | N
 
 
 def _write(
-    *, session_id: int, result: metrics.SessionMetrics, text: summary.Summary | None, final: bool
+    *, session_id: int, result: metrics.SessionMetrics, text: summary.Summary | None, final: bool, ended: bool
 ) -> SessionAnalytics:
     now = timezone.now()
     with transaction.atomic():
@@ -105,6 +105,8 @@ def _write(
         if analytics.version > VERSION:
             logger.info("session %s: analytics v%s kept over this v%s", session_id, analytics.version, VERSION)
             return analytics
+        if not final and ended and (analytics.participation or {}).get("final") and analytics.version == VERSION:
+            return analytics  # a late incremental run never turns a final result provisional
         existing = {row.student_id: row for row in StudentProgress.objects.filter(session_id=session_id)}
         create, update = [], []
         for student_id, m in sorted(result.students.items()):
@@ -159,7 +161,10 @@ def session_analytics_compute(
             room_topics=inp.room_topics, terms=inp.scope_terms, use_llm=final,
         )
         _progress(session_id, 90, progress, store=final)
-        analytics = _write(session_id=session_id, result=result, text=text, final=final)
+        analytics = _write(
+            session_id=session_id, result=result, text=text, final=final,
+            ended=session.status == LiveSession.Status.ENDED,
+        )
     except Exception:
         logger.exception("session %s: analytics computation failed", session_id)
         if final:

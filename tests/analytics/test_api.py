@@ -195,3 +195,16 @@ def test_results_of_an_older_version_are_recomputed_on_read(client, api_headers,
     assert doc["status"] == "pending" and len(doc["students"]) == 4  # the old numbers stay readable
     doc = client.get(url(session.pk), **api_headers(professor.user)).json()
     assert doc["status"] == "ready" and doc["version"] == services.VERSION
+
+
+def test_enrolled_student_outside_the_session_sees_an_empty_own_view(client, api_headers, course, scripted):
+    session, _, _ = scripted
+    enrolled = factories.EnrollmentFactory(course=course, student__user__username="late").student
+    doc = client.get(url(session.pk), **api_headers(enrolled.user)).json()
+    assert doc["students"] == [] and "participation" not in doc
+
+
+def test_student_of_another_course_is_refused(client, api_headers, tenant, scripted, assert_api_error):
+    session, _, _ = scripted
+    other = factories.EnrollmentFactory(course=factories.CourseFactory(tenant=tenant), student__user__username="o").student
+    assert_api_error(client.get(url(session.pk), **api_headers(other.user)), 403, "forbidden")

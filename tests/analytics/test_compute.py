@@ -188,6 +188,8 @@ def test_the_task_keeps_its_name_and_signature(scripted):
     session, _, _ = scripted
     assert session_analytics_compute.name == "analytics.session_analytics_compute"
     session_analytics_compute.delay(session.pk)
+    assert SessionAnalytics.objects.get(session=session).participation["final"] is True
+    type(session).objects.filter(pk=session.pk).update(status="live")
     session_analytics_compute.delay(session.pk, False)
     assert SessionAnalytics.objects.get(session=session).participation["final"] is False
 
@@ -221,3 +223,10 @@ def test_a_long_transcript_sends_the_most_telling_lines_within_the_budget(monkey
     assert texts[0] == "Why is a loop like recursion?" and "I don't get recursion at all" in texts
     assert sum(len(r["name"]) + len(r["text"]) + 4 for r in rows) <= 300
     assert texts[-1] == "I don't get recursion at all"  # seq order kept
+
+
+def test_a_late_incremental_run_does_not_make_a_final_result_provisional(scripted):
+    session, _, _ = scripted  # the scripted session has ended
+    services.session_analytics_compute(session_id=session.pk)
+    analytics = services.session_analytics_compute(session_id=session.pk, final=False)
+    assert analytics.participation["final"] is True
