@@ -10,8 +10,9 @@ one StudentProgress per assigned student and the SessionAnalytics, and returns t
 - final=True (the session ended, or a professor asked): status computing -> ready (or failed),
   `progress` 0-100 stored as it goes, the summary through the LLM chain (extractive fallback).
 - final=False (during the session, every few new lines): the same numbers, the extractive
-  summary only, status left "ready", and `participation["final"]` False. Cheap: one pass over
-  the lines, no model call.
+  summary only (a model-written one is kept), status "ready", `participation["final"]` False.
+  Cheap: one pass over the lines, no model call. Once a session has ended and its final result
+  is stored, a late incremental run changes nothing.
 """
 
 from __future__ import annotations
