@@ -22,8 +22,9 @@ Definitions (a "line" is a final TranscriptSegment; "room lines" are a room's li
   topic, else "general"):
   * phrase: `confusion.line_signals` of a student line, except puzzlement about other people's
     opinions ("I don't get why people dislike Python" is not confusion about the material);
-  * repeated_question: the student asks a second question on the same (non-general) topic within
-    ANALYTICS_REPEAT_WITHIN_LINES room lines of their previous one; seq: the second question;
+  * repeated_question: the student asks a question on the same (non-general) topic as one of
+    their questions within the last ANALYTICS_REPEAT_WITHIN_LINES room lines (as the live radar
+    does); seq: the later question;
   * silence_after_question: a tutor line that is a question addressed to the student (it answers
     their line, or names them, or answers no student and so speaks to the whole room), after which
     the student says nothing in the room for ANALYTICS_SILENCE_SECONDS while another student
@@ -251,7 +252,7 @@ def _room_pass(
     previous_topic = ""
     last_student_line: Line | None = None
     last_student_topic = ""
-    last_question: dict[int, tuple[int, str]] = {}  # student -> (index in room, topic)
+    last_question: dict[int, list[tuple[int, str]]] = {}  # student -> [(index in room, topic)]
     pending_questions: list[tuple[Line, set[int]]] = []  # tutor questions awaiting an answer
     spoke_at: dict[int, list[int]] = defaultdict(list)  # student -> start_ms of their lines
 
@@ -282,16 +283,18 @@ def _room_pass(
             if is_question(line.text):
                 ev["questions"].append(line.seq)
                 m.questions_asked += 1
-                earlier = last_question.get(line.student_id)
-                if (
-                    earlier is not None and topic != confusion.GENERAL_TOPIC and earlier[1] == topic
-                    and index - earlier[0] <= inp.repeat_window
-                ):
+                asked = last_question.setdefault(line.student_id, [])
+                earlier = next(
+                    (i for i, t in reversed(asked) if t == topic and index - i <= inp.repeat_window), None
+                )
+                if earlier is not None and topic != confusion.GENERAL_TOPIC:
                     m.confusion_points.append({
                         "topic": topic, "signal": confusion.REPEATED_QUESTION, "seq": line.seq,
-                        "evidence": f"asked again about {topic} (first at #{lines[earlier[0]].seq})",
+                        "evidence": f"asked again about {topic} (earlier at #{lines[earlier].seq})",
                     })
-                last_question[line.student_id] = (index, topic)
+                asked.append((index, topic))
+                if len(asked) > 2 * inp.repeat_window:
+                    del asked[: len(asked) - inp.repeat_window]
         if line.speaker == STUDENT:  # an unassigned student's line is answered too, by nobody we count
             last_student_line = line
             last_student_topic = topic

@@ -55,7 +55,7 @@ EXPECTED = {
         "confusion_points": [
             {"topic": "recursion", "signal": "phrase", "seq": 4, "evidence": "I don't get"},
             {"topic": "recursion", "signal": "repeated_question", "seq": 7,
-             "evidence": "asked again about recursion (first at #4)"},
+             "evidence": "asked again about recursion (earlier at #4)"},
             {"topic": "recursion", "signal": "silence_after_question", "seq": 8,
              "evidence": "silent for 60 s after the tutor's question while others spoke"},
         ],

@@ -179,3 +179,19 @@ def test_a_tutor_reply_to_an_unassigned_speaker_is_nobody_s_hint():
         students=[StudentInfo(student_id=11, room_id=1, name="Ana")],
     )
     assert metrics.session_metrics(inp).students[11].hints_needed == 0
+
+
+def test_repeated_question_with_another_question_in_between():
+    inp = SessionInput(
+        lines=[
+            Line(seq=1, room_id=1, speaker="student", student_id=11, text="How does recursion end?"),
+            Line(seq=2, room_id=1, speaker="student", student_id=11, text="What is a loop?"),
+            Line(seq=3, room_id=1, speaker="student", student_id=11, text="Why does recursion need a base case?"),
+        ],
+        students=[StudentInfo(student_id=11, room_id=1, name="Ana")],
+        scope_terms=["loop", "recursion"],
+    )
+    points = metrics.session_metrics(inp).students[11].confusion_points
+    assert [(p["signal"], p["seq"], p["evidence"]) for p in points] == [
+        ("repeated_question", 3, "asked again about recursion (earlier at #1)")
+    ]
