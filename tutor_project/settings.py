@@ -393,6 +393,13 @@ EMBEDDINGS_MIN_SIMILARITY = env.float("EMBEDDINGS_MIN_SIMILARITY", default=0.2)
 # The documents API's `status` choices get one schema name (another `status` enum exists).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.models.CourseDocument.Status"
 
+# --- Analytics (analytics/metrics.py) -----------------------------------------------------
+
+# A student addressed by a tutor question who stays silent this long while others speak: a
+# silence_after_question confusion point.
+ANALYTICS_SILENCE_SECONDS = env.float("ANALYTICS_SILENCE_SECONDS", default=60.0)
+# (repeated_question uses the live radar's ANALYTICS_REPEAT_WITHIN_LINES, default 8.)
+
 # --- Tests ---------------------------------------------------------------------------------
 
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.
