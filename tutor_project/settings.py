@@ -281,6 +281,8 @@ OPENAI_AUDIO_TIMEOUT_SECONDS = env.float("OPENAI_AUDIO_TIMEOUT_SECONDS", default
 OPENAI_TRANSCRIBE_COST_PER_MINUTE = env.float("OPENAI_TRANSCRIBE_COST_PER_MINUTE", default=0.003)
 # USD per 1000 characters spoken by OPENAI_TTS_MODEL.
 OPENAI_TTS_COST_PER_1K_CHARS = env.float("OPENAI_TTS_COST_PER_1K_CHARS", default=0.015)
+# OpenAI voice when the persona names none (AvatarPersona.voice_openai).
+OPENAI_TTS_VOICE = env.str("OPENAI_TTS_VOICE", default="alloy")
 
 # --- Tutor: the LLM chain's policy (sessions/tutor/chain.py) --------------------------------
 
