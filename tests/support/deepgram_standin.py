@@ -8,8 +8,10 @@ audio, JSON control messages (`KeepAlive`, `Finalize`, `CloseStream`), and back 
 (channel.alternatives[0].transcript, is_final, speech_final, from_finalize, start, duration) and a
 `Metadata` on `CloseStream`. Like Deepgram it cuts speech on silence (endpointing): audio whose
 samples stay under `silence_level` for `endpointing_ms` after speech ends a segment with an
-`is_final` + `speech_final` result; `Finalize` flushes the segment in progress with an `is_final`
-+ `from_finalize` result (an empty transcript when there is nothing left).
+`is_final` + `speech_final` result; `Finalize` flushes the audio not yet covered by a final with an
+`is_final` + `from_finalize` result (an empty transcript when it held no speech), and when every
+byte is already covered answers only if `answer_idle_finalize`. Finals tile the audio: each starts
+where the previous one ended.
 
 Each segment's transcript is the next of `transcripts` (FIFO), else `default_text`; an interim
 (`is_final: false`, the first word) is sent once a segment has `interim_after_ms` of speech.
@@ -106,12 +108,16 @@ class DeepgramStandin:
         endpointing_ms: int = 300,
         interim_after_ms: int = 100,
         silence_level: int = 300,
+        answer_idle_finalize: bool = True,
     ):
         self.transcripts: deque[str] = deque(transcripts or [])
         self.default_text = default_text
         self.endpointing_ms = endpointing_ms
         self.interim_after_ms = interim_after_ms
         self.silence_level = silence_level
+        # Deepgram answers Finalize with `from_finalize` "typically when there is a noticeable
+        # amount of audio buffered": False models the case where nothing is left to flush.
+        self.answer_idle_finalize = answer_idle_finalize
         self.connections: list[ConnectionRecord] = []
         self._behaviours: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -235,7 +241,7 @@ class _Session:
         self.record = record
         self.request_id = str(uuid.uuid4())
         self.received = 0  # bytes of audio on this connection
-        self.segment_start = 0  # byte offset of the segment in progress (speech not yet final)
+        self.covered_to = 0  # byte offset where the last final result ended
         self.speech_bytes = 0  # speech in the segment in progress
         self.silence_run = 0  # bytes of silence since the last speech
         self.interim_sent = False
@@ -275,8 +281,6 @@ class _Session:
                 self.silence_run = 0
             else:
                 self.silence_run += size
-                if self.speech_bytes == 0:
-                    self.segment_start = self.received  # silence before speech: not a segment
             if (
                 self.speech_bytes
                 and not self.interim_sent
@@ -300,7 +304,8 @@ class _Session:
         kind = str(message.get("type", ""))
         self.record.messages.append(kind or "?")
         if kind == "Finalize" and not isinstance(self.record.behaviour, HangFinalize):
-            await self._final(from_finalize=True)
+            if self.received > self.covered_to or self.standin.answer_idle_finalize:
+                await self._final(from_finalize=True)
         elif kind == "CloseStream":
             if self.speech_bytes:
                 await self._final()
@@ -312,7 +317,7 @@ class _Session:
     async def _final(self, *, speech_final: bool = False, from_finalize: bool = False) -> None:
         text = self.standin._next_text() if self.speech_bytes else ""
         await self._result(text, is_final=True, speech_final=speech_final, from_finalize=from_finalize)
-        self.segment_start = self.received
+        self.covered_to = self.received
         self.speech_bytes = 0
         self.silence_run = 0
         self.interim_sent = False
@@ -320,8 +325,8 @@ class _Session:
     async def _result(
         self, text: str, *, is_final: bool, speech_final: bool = False, from_finalize: bool = False
     ) -> None:
-        start = self.segment_start / BYTES_PER_SECOND
-        duration = (self.received - self.segment_start) / BYTES_PER_SECOND
+        start = self.covered_to / BYTES_PER_SECOND
+        duration = (self.received - self.covered_to) / BYTES_PER_SECOND
         words = text.split()
         step = duration / max(1, len(words))
         message: dict[str, Any] = {

@@ -118,6 +118,19 @@ async def test_pieces_cut_by_endpointing_are_joined_and_utterances_stay_apart(st
     assert standin.connections == [standin.last]  # one connection for both
 
 
+async def test_finals_covering_all_audio_finish_without_waiting_for_a_from_finalize(settings):
+    # Deepgram answers Finalize only when it still holds audio; here endpointing already covered it.
+    settings.DEEPGRAM_FINALIZE_TIMEOUT_SECONDS = 60.0
+    with DeepgramStandin(["All heard already."], answer_idle_finalize=False) as standin:
+        stream = await engine(standin).open(StreamOptions())
+        await say(stream, speech(400) + silence(300))
+        final = await asyncio.wait_for(stream.finish(), 10)  # far less than the 60 s timeout
+        await stream.aclose()
+        assert standin.last.count("Finalize") == 1
+        assert not any(result["from_finalize"] for result in standin.last.results)
+    assert final.text == "All heard already."
+
+
 async def test_keep_alive_goes_up_while_idle(standin, settings):
     settings.DEEPGRAM_KEEPALIVE_SECONDS = 0.1
     stream = await engine(standin).open(StreamOptions())
@@ -129,8 +142,9 @@ async def test_keep_alive_goes_up_while_idle(standin, settings):
     assert standin.last.count("KeepAlive") >= 2
 
 
-async def test_a_dropped_connection_reconnects_and_replays_the_utterance(standin):
-    standin.script_connections(Drop(after_bytes=8_000))
+@pytest.mark.parametrize("after_bytes", [8_000, len(speech(500))])  # mid-utterance; at its last frame
+async def test_a_dropped_connection_reconnects_and_replays_the_utterance(standin, after_bytes):
+    standin.script_connections(Drop(after_bytes=after_bytes))
     standin.script("Nothing was lost.")
     stream = await engine(standin).open(StreamOptions())
 

@@ -49,6 +49,11 @@ from voice.providers.usage import speech_usage_record, usage_cost
 logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_SECONDS = 2.0
+# Deepgram answers Finalize with `from_finalize` only when it had audio left to flush. When the
+# finals already reach the end of the audio sent (within FINALIZE_SLACK), a missing answer is
+# waited for FINALIZE_GRACE only, not the whole DEEPGRAM_FINALIZE_TIMEOUT_SECONDS.
+FINALIZE_SLACK_SECONDS = 0.1
+FINALIZE_GRACE_SECONDS = 0.25
 
 
 def deepgram_environment(base_url: str) -> DeepgramClientEnvironment:
@@ -114,6 +119,7 @@ class DeepgramStream:
         self._utterance_bytes = 0
         self._utterance_offset = 0.0  # seconds of audio sent on this connection before it
         self._sent_bytes = 0  # audio sent on this connection
+        self._final_end = 0.0  # seconds: where the last final result on this connection ended
         self._pieces: list[_Piece] = []
         self._finalized = False
         self._reconnected = False
@@ -148,7 +154,7 @@ class DeepgramStream:
         except Exception as exc:  # ApiError (401, 4xx/5xx on the upgrade), OSError, handshake errors
             raise SttUnavailable(f"deepgram: connect failed: {_describe(exc)}") from exc
         self._context, self._socket, self._alive = context, socket, True
-        self._sent_bytes = 0
+        self._sent_bytes, self._final_end = 0, 0.0
         self._last_send = time.monotonic()
         self.connects += 1
         self._reader = asyncio.create_task(self._read(socket), name="deepgram-read")
@@ -225,8 +231,9 @@ class DeepgramStream:
         best = alternatives[0] if alternatives else None
         text = (best.transcript if best else "").strip()
         if message.is_final:
+            end = message.start + message.duration
+            self._final_end = max(self._final_end, end)
             if text:
-                end = message.start + message.duration
                 self._pieces.append(_Piece(text, message.start, end, float(best.confidence or 0.0)))
             if message.from_finalize:
                 self._finalized = True
@@ -298,7 +305,7 @@ class DeepgramStream:
                 await self._recover(f"Finalize failed: {_describe(exc)}")
                 continue
             outcome = await self._wait_final(time.monotonic() + timeout)
-            if outcome == "final":
+            if outcome in ("final", "covered"):
                 break
             if outcome == "dropped":
                 await self._recover("connection closed before the final")
@@ -310,12 +317,21 @@ class DeepgramStream:
         return await self._complete(started)
 
     async def _wait_final(self, deadline: float) -> str:
+        """ "final" (from_finalize came), "covered" (finals reach the end of the audio and no
+        from_finalize came within the grace), "dropped" or "timeout"."""
+        grace_until: float | None = None
         while True:
             if self._finalized:
                 return "final"
             if not self._alive:
                 return "dropped"
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
+            if self._final_end >= self._sent_bytes / (BYTES_PER_MS * 1000) - FINALIZE_SLACK_SECONDS:
+                grace_until = grace_until or now + FINALIZE_GRACE_SECONDS
+                if now >= grace_until:
+                    return "covered"
+                remaining = min(remaining, grace_until - now)
             if remaining <= 0:
                 return "timeout"
             self._changed.clear()
