@@ -65,6 +65,20 @@ def deepgram_environment(base_url: str) -> DeepgramClientEnvironment:
     return DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
 
 
+# Building an AsyncDeepgramClient costs ~85 ms here (its REST httpx client loads the CA bundle);
+# the live WebSocket uses only its URL and headers, so one client per key and host is shared,
+# across event loops too.
+_clients: dict[tuple[str, str], AsyncDeepgramClient] = {}
+
+
+def deepgram_client(*, api_key: str, base_url: str) -> AsyncDeepgramClient:
+    client = _clients.get((api_key, base_url))
+    if client is None:
+        client = AsyncDeepgramClient(api_key=api_key, environment=deepgram_environment(base_url))
+        _clients[(api_key, base_url)] = client
+    return client
+
+
 @dataclass(frozen=True, slots=True)
 class _Piece:
     text: str
@@ -102,9 +116,7 @@ class DeepgramStream:
         self.options = options
         self.on_partial = on_partial
         self.model = settings.DEEPGRAM_MODEL
-        self._client = AsyncDeepgramClient(
-            api_key=engine.api_key, environment=deepgram_environment(engine.base_url)
-        )
+        self._client = deepgram_client(api_key=engine.api_key, base_url=engine.base_url)
         self._context: AbstractAsyncContextManager[AsyncV1SocketClient] | None = None
         self._socket: AsyncV1SocketClient | None = None
         self._reader: asyncio.Task | None = None
