@@ -44,7 +44,7 @@ from voice.providers.base import (
     Transcript,
     pcm_ms,
 )
-from voice.providers.usage import speech_usage_record, usage_cost
+from voice.providers.usage import UsageRecorder, usage_cost
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class DeepgramStream:
         self.options = options
         self.on_partial = on_partial
         self.model = settings.DEEPGRAM_MODEL
+        self.usage = UsageRecorder(options.usage)
         self._client = deepgram_client(api_key=engine.api_key, base_url=engine.base_url)
         self._context: AbstractAsyncContextManager[AsyncV1SocketClient] | None = None
         self._socket: AsyncV1SocketClient | None = None
@@ -363,13 +364,12 @@ class DeepgramStream:
             latency_ms=latency_ms,
         )
         self._next_utterance()
-        await self._record(seconds, latency_ms)
+        self._record(seconds, latency_ms)
         return transcript
 
     async def _fail_utterance(self, started: float, reason: str, outcome: str) -> None:
         latency_ms = round((time.monotonic() - started) * 1000)
-        await speech_usage_record(
-            self.options.usage,
+        self.usage.record(
             kind="stt",
             provider=self.provider,
             model=self.model,
@@ -386,9 +386,8 @@ class DeepgramStream:
         self._utterance_offset = self._sent_bytes / (BYTES_PER_MS * 1000)
         self._reconnected = False
 
-    async def _record(self, seconds: Decimal, latency_ms: int) -> None:
-        await speech_usage_record(
-            self.options.usage,
+    def _record(self, seconds: Decimal, latency_ms: int) -> None:
+        self.usage.record(
             kind="stt",
             provider=self.provider,
             model=self.model,
@@ -412,6 +411,7 @@ class DeepgramStream:
             await self._disconnect()
         except Exception:
             logger.warning("closing the deepgram stream failed", exc_info=True)
+        await self.usage.drain()
 
 
 def _describe(exc: BaseException) -> str:
