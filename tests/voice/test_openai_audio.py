@@ -209,7 +209,9 @@ async def test_transcription_and_speech_record_usage_with_units_and_cost(standin
     context = {"tenant_id": tenant.id, "course_id": course.id}
 
     await transcribe(speech(2000), StreamOptions(usage=context))
-    await speak(OpenAISpeechEngine(usage=context), "x" * 200)
+    tts = OpenAISpeechEngine(usage=context)
+    await speak(tts, "x" * 200)
+    await tts.drain()
     standin.script_transcriptions(Status(500))
     with pytest.raises(SttUnavailable):
         await transcribe(speech(500), StreamOptions(usage=context))
@@ -223,6 +225,21 @@ async def test_transcription_and_speech_record_usage_with_units_and_cost(standin
     assert events[0].model == "gpt-4o-mini-transcribe" and events[1].model == "gpt-4o-mini-tts"
     assert all(e.course_id == course.id for e in events)
     assert "500" in events[2].error
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_speech_the_listener_stopped_is_recorded_as_cancelled_with_all_its_characters(standin, tenant):
+    from analytics.models import UsageEvent
+
+    standin.script_speech(Speech(tone_pcm(400), chunks=4, chunk_delay=0.05))
+    tts = OpenAISpeechEngine(usage={"tenant_id": tenant.id})
+    chunks = tts.synthesize("Stop me after the first chunk.")
+    await anext(chunks)
+    await chunks.aclose()
+    await tts.drain()
+
+    event = await UsageEvent.objects.aget()
+    assert (event.kind, event.outcome, event.units) == ("tts", "cancelled", Decimal(30))
 
 
 async def test_nothing_is_announced_without_a_tenant(standin):

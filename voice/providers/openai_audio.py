@@ -31,7 +31,7 @@ from voice.providers.base import (
     TtsUnavailable,
     pcm_ms,
 )
-from voice.providers.usage import UsageRecorder, speech_usage_record, usage_cost
+from voice.providers.usage import UsageRecorder, usage_cost
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +211,11 @@ class OpenAISpeechEngine:
         self.base_url = settings.OPENAI_BASE_URL if base_url is None else base_url
         self.model = model or settings.OPENAI_TTS_MODEL
         self.usage = dict(usage or {})
+        self._usage = UsageRecorder(self.usage)
+
+    async def drain(self) -> None:
+        """Wait for the usage records still being written (they never hold up the audio)."""
+        await self._usage.drain()
 
     async def synthesize(self, text: str, *, voice: str = "") -> AsyncIterator[bytes]:
         if not self.api_key:
@@ -242,8 +247,7 @@ class OpenAISpeechEngine:
         finally:
             # Billed by characters sent: a reply cut short by the listener still costs them all.
             characters = Decimal(len(text)) if outcome in ("ok", "cancelled") else Decimal(0)
-            await speech_usage_record(
-                self.usage,
+            self._usage.record(
                 kind="tts",
                 provider=self.name,
                 model=self.model,

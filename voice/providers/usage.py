@@ -65,7 +65,13 @@ class UsageRecorder:
     def record(self, **fields) -> None:
         if not self.context.get("tenant_id"):
             return
-        task = asyncio.create_task(speech_usage_record(self.context, **fields), name="speech-usage")
+        try:
+            task = asyncio.create_task(speech_usage_record(self.context, **fields), name="speech-usage")
+        except RuntimeError:  # no running loop (a generator finalized at shutdown): logged, dropped
+            logger.warning(
+                "no event loop to record %s usage for %s", fields.get("kind"), fields.get("provider")
+            )
+            return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
