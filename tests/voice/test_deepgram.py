@@ -159,6 +159,23 @@ async def test_a_dropped_connection_reconnects_and_replays_the_utterance(standin
     assert final.text == "Nothing was lost."
 
 
+async def test_a_connection_lost_between_utterances_is_reopened_for_the_next(standin):
+    standin.script("First.", "Second.")
+    stream = await engine(standin).open(StreamOptions())
+    await say(stream, speech(300))
+    first = await stream.finish()
+
+    standin.drop_connections()
+    await asyncio.sleep(0.05)
+    await say(stream, speech(300))
+    second = await stream.finish()
+    await stream.aclose()
+
+    assert (first.text, second.text) == ("First.", "Second.")
+    assert len(standin.connections) == 2
+    assert bytes(standin.connections[1].audio) == speech(300)
+
+
 async def test_a_second_drop_in_one_utterance_raises_unavailable(standin):
     standin.script_connections(Drop(after_bytes=4_000), Drop(after_bytes=4_000))
     stream = await engine(standin).open(StreamOptions())

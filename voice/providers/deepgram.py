@@ -273,15 +273,17 @@ class DeepgramStream:
     async def _keep_alive(self) -> None:
         interval = float(settings.DEEPGRAM_KEEPALIVE_SECONDS)
         while not self._closed:
-            await asyncio.sleep(max(0.01, self._last_send + interval - time.monotonic()))
-            if self._closed or not self._alive or self._socket is None:
+            delay = self._last_send + interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
                 continue
-            if time.monotonic() - self._last_send < interval:
+            if not self._alive or self._socket is None:
+                await asyncio.sleep(interval)  # gone while idle: the next feed reconnects
                 continue
             try:
                 await self._socket.send_keep_alive()
                 self._last_send = time.monotonic()
-            except Exception as exc:  # found dead while idle: the next feed reconnects
+            except Exception as exc:
                 logger.info("deepgram keep-alive failed: %s", _describe(exc))
                 self._alive = False
 
