@@ -23,7 +23,7 @@ def standin(settings):
         settings.OPENAI_TRANSCRIBE_MODEL = "gpt-4o-mini-transcribe"
         settings.OPENAI_TTS_MODEL = "gpt-4o-mini-tts"
         settings.OPENAI_TTS_VOICE = "alloy"
-        settings.OPENAI_AUDIO_TIMEOUT_SECONDS = 5.0
+        settings.OPENAI_AUDIO_TIMEOUT_SECONDS = 10.0
         yield running
 
 
@@ -115,7 +115,7 @@ async def test_a_deepgram_stream_dying_mid_utterance_falls_back_to_openai_with_t
     standin, settings
 ):
     settings.DEEPGRAM_API_KEY = "dg-test-key"
-    settings.DEEPGRAM_CONNECT_TIMEOUT_SECONDS = 2.0
+    settings.DEEPGRAM_CONNECT_TIMEOUT_SECONDS = 10.0
     standin.script_transcriptions(Transcription("The whole question arrived."))
     switches = []
 
@@ -145,7 +145,7 @@ async def test_a_deepgram_stream_dying_mid_utterance_falls_back_to_openai_with_t
 async def test_speech_streams_pcm_chunks_as_they_arrive(standin, settings):
     settings.OPENAI_TTS_MODEL = "tts-1"
     pcm = tone_pcm(400)
-    standin.script_speech(Speech(pcm, chunks=4, chunk_delay=0.1))
+    standin.script_speech(Speech(pcm, chunks=4, chunk_delay=0.2))
     engine = OpenAISpeechEngine()
     received = []
     written_when_first_arrived = None
