@@ -11,3 +11,11 @@ from analytics.services import session_analytics_compute as compute
 def session_analytics_compute(session_id: int) -> None:
     """Compute (or recompute) a session's analytics. Idempotent: the rows are replaced."""
     compute(session_id=session_id)
+
+
+@shared_task(name="analytics.segment_observe", acks_late=True, ignore_result=True)
+def segment_observe_task(segment_id: int) -> None:
+    """The live radar's look at one committed student line (analytics/live.py). Idempotent."""
+    from analytics.live import segment_observe
+
+    segment_observe(segment_id=segment_id)

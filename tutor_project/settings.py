@@ -397,3 +397,15 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.mod
 
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
+
+# --- Live analytics: the confusion radar (issue 7) -----------------------------------------
+
+# Confusion signals count on the monitor's radar for this long (a sliding window).
+ANALYTICS_RADAR_WINDOW_MINUTES = env.int("ANALYTICS_RADAR_WINDOW_MINUTES", default=15)
+# At most one `analytics.update` per session this often (the last change is always sent).
+ANALYTICS_RADAR_DEBOUNCE_SECONDS = env.float("ANALYTICS_RADAR_DEBOUNCE_SECONDS", default=2.0)
+# Every this many student lines the session's participation is recomputed (final=False).
+ANALYTICS_LIVE_EVERY_LINES = env.int("ANALYTICS_LIVE_EVERY_LINES", default=20)
+# A question counts as repeated when the same student asked on the same topic within this many
+# earlier lines of the room.
+ANALYTICS_REPEAT_WITHIN_LINES = env.int("ANALYTICS_REPEAT_WITHIN_LINES", default=8)
