@@ -155,3 +155,15 @@ def test_api_clarify_refuses_students_other_tenants_and_bad_input(
     LiveSession.objects.filter(pk=live_session.pk).update(status="ended")
     assert_api_error(_clarify(client, live_session.pk, {"topic": "recursion"}, mine), 409, "session_ended")
     assert not TranscriptSegment.objects.filter(speaker_kind=Speaker.PROFESSOR).exists()
+
+
+def test_the_monitor_form_clarifies_without_javascript(client, live_session, professor, room1, ada):
+    client.force_login(professor.user)
+    response = client.post(f"/sessions/{live_session.pk}/clarify/", {"topic": "recursion", "text": ""}, follow=True)
+    assert response.redirect_chain[-1][0] == f"/sessions/{live_session.pk}/monitor/"
+    assert "Every tutor will clarify recursion; the rooms were told." in response.content.decode()
+    assert HINT in LiveSession.objects.get(pk=live_session.pk).tutor_hint
+    response = client.post(f"/sessions/{live_session.pk}/clarify/", {"topic": ""}, follow=True)
+    assert "Name the topic to clarify." in response.content.decode()
+    client.force_login(ada.user)
+    assert client.post(f"/sessions/{live_session.pk}/clarify/", {"topic": "recursion"}).status_code == 403

@@ -230,3 +230,23 @@ async def test_the_trailing_update_of_a_debounce_reaches_the_monitor(live_sessio
     assert trailing["data"]["radar"][0]["count"] == 2  # the last change, after the debounce
     assert [m["type"] for m in seen].count("alert.confusion") >= 1
     await monitor.close()
+
+
+def test_the_monitor_page_renders_the_radar(client, live_session, professor, room1, room2, ada, ben):
+    from sessions import live
+
+    client.force_login(professor.user)
+    page = client.get(f"/sessions/{live_session.pk}/monitor/")
+    assert page.status_code == 200
+    assert b"No signs of confusion yet." in page.content and b'data-topic="' not in page.content
+    live.room_line_post(room=room1, user=ada.user, text="I don't get recursion <b>at all</b>")
+    segment = live.room_line_post(room=room2, user=ben.user, text="Recursion makes no sense")
+    html = client.get(f"/sessions/{live_session.pk}/monitor/").content.decode()
+    assert 'data-topic="recursion"' in html and "2 signals" in html
+    assert '<meter class="radar-bar" min="0" max="2" value="2"' in html
+    assert "Room 1 · 1" in html and "Room 2 · 1" in html
+    assert "“makes no sense”" in html and f'href="/rooms/{room2.pk}/#seq-{segment.seq}"' in html
+    assert "<b>at all</b>" not in html  # escaped
+    assert f'action="/sessions/{live_session.pk}/clarify/"' in html
+    room_page = client.get(f"/rooms/{room2.pk}/").content.decode()
+    assert f'id="seq-{segment.seq}"' in room_page  # the alert's link lands on the line
