@@ -215,7 +215,33 @@ def test_participation_is_recomputed_every_n_student_lines(live_session, profess
     live.room_line_post(room=room1, user=cleo.user, text="Right")
     assert updates == [live_session.pk]
     participation = radar.radar_snapshot(session_id=live_session.pk)["participation"]
-    assert participation["students"] == 2 and sorted(participation["turns"]) == [1, 1]
+    assert participation["students"] == 2 and participation["silent"] == 0
+
+
+def test_the_live_computation_is_not_final_when_the_service_knows_the_difference(live_session, room1, ada, settings, monkeypatch):
+    from types import SimpleNamespace
+
+    from analytics import services
+    from sessions import live
+
+    settings.ANALYTICS_LIVE_EVERY_LINES = 1
+    calls = []
+
+    def compute(*, session_id, final=True):
+        calls.append((session_id, final))
+        return SimpleNamespace(participation={"students": 1, "final": final})
+
+    monkeypatch.setattr(services, "session_analytics_compute", compute)
+    live.room_line_post(room=room1, user=ada.user, text="Hello")
+    assert calls == [(live_session.pk, False)]
+    assert radar.radar_snapshot(session_id=live_session.pk)["participation"] == {"students": 1, "final": False}
+
+    def broken(*, session_id):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(services, "session_analytics_compute", broken)
+    live.room_line_post(room=room1, user=ada.user, text="I'm lost")  # logged; the radar goes on
+    assert radar.radar_snapshot(session_id=live_session.pk)["radar"][0]["count"] == 1
 
 
 async def test_the_trailing_update_of_a_debounce_reaches_the_monitor(live_session, professor, room1, room2, ada, ben, settings):
