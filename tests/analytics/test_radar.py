@@ -274,5 +274,7 @@ def test_the_monitor_page_renders_the_radar(client, live_session, professor, roo
     assert "“makes no sense”" in html and f'href="/rooms/{room2.pk}/#seq-{segment.seq}"' in html
     assert "<b>at all</b>" not in html  # escaped
     assert f'action="/sessions/{live_session.pk}/clarify/"' in html
+    form = html[html.index(f'action="/sessions/{live_session.pk}/clarify/"'):]
+    assert form.index('name="csrfmiddlewaretoken"') < form.index("</form>")  # works as a plain POST
     room_page = client.get(f"/rooms/{room2.pk}/").content.decode()
     assert f'id="seq-{segment.seq}"' in room_page  # the alert's link lands on the line
