@@ -38,6 +38,7 @@ from typing import Any
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Subquery
 from django.urls import reverse
 
 from analytics import confusion
@@ -59,6 +60,7 @@ EVIDENCE_MAX_CHARS = 160
 TEXT_MAX_CHARS = 500
 STATE_TTL_SECONDS = 24 * 3600
 LOCK_SECONDS = 5
+ROOM_CONTEXT_SECONDS = 30
 
 def _state_key(session_id: int) -> str:
     return f"analytics:radar:{session_id}"
@@ -87,7 +89,7 @@ def segment_recorded_queue(
     from analytics.tasks import segment_observe_task
 
     try:
-        segment_observe_task.apply_async(args=[segment_id])
+        segment_observe_task.apply_async(args=[segment_id], kwargs={"room_id": room_id})
     except Exception:
         if settings.CELERY_TASK_ALWAYS_EAGER:
             raise
@@ -146,36 +148,62 @@ def line_url(*, room_id: int, seq: int) -> str:
     return f"{reverse('room-detail', args=[room_id])}#seq-{seq}"
 
 
-def segment_observe(*, segment_id: int) -> list[dict[str, Any]]:
+def _room_context(room_id: int) -> dict[str, Any] | None:
+    """What the radar needs of a room (name, topic, session, the course's scope terms), cached
+    for ROOM_CONTEXT_SECONDS: a renamed room or new terms show within that."""
+    key = f"analytics:radar:room:{room_id}"
+    context = cache.get(key)
+    if context is None:
+        room = (
+            BreakoutRoom.objects.filter(pk=room_id)
+            .values("name", "topic", "session_id", "session__course__scope_terms")
+            .first()
+        )
+        if room is None:
+            return None
+        terms = room.pop("session__course__scope_terms") or []
+        context = {**room, "terms": [term for term in terms if isinstance(term, str)]}
+        cache.set(key, context, timeout=ROOM_CONTEXT_SECONDS)
+    return context
+
+
+def segment_observe(*, segment_id: int, room_id: int | None = None) -> list[dict[str, Any]]:
     """Observe one committed student line: `alert.confusion` to the monitor for each signal, the
     radar updated, participation recomputed every ANALYTICS_LIVE_EVERY_LINES lines. Idempotent per
-    (segment, signal): a redelivered task counts nothing twice. Returns the alerts sent."""
-    segment = (
-        TranscriptSegment.objects.select_related("room", "session__course")
-        .filter(pk=segment_id, speaker_kind=Speaker.STUDENT, room__isnull=False)
-        .first()
-    )
-    if segment is None:
-        return []
-    room: BreakoutRoom = segment.room  # type: ignore[assignment]
-    session = segment.session
+    (segment, signal): a redelivered task counts no signal twice. Returns the alerts sent.
+
+    One query (the line and the room's lines before it) and the room's cached context; the
+    radar's state is locked and written only when the line has a signal."""
+    if room_id is None:
+        room_id = TranscriptSegment.objects.filter(pk=segment_id).values_list("room_id", flat=True).first()
+        if room_id is None:
+            return []
     within = max(CONTEXT_LINES_MIN, int(settings.ANALYTICS_REPEAT_WITHIN_LINES))
-    earlier = list(
-        TranscriptSegment.objects.filter(room_id=room.pk, seq__lt=segment.seq, is_final=True)
+    lines = list(
+        TranscriptSegment.objects.filter(
+            room_id=room_id, is_final=True,
+            seq__lte=Subquery(TranscriptSegment.objects.filter(pk=segment_id).values("seq")[:1]),
+        )
         .order_by("-seq")
-        .only("seq", "speaker_kind", "speaker_user_id", "text")[:within]
+        .only("seq", "speaker_kind", "speaker_user_id", "speaker_name", "text", "created_at", "session_id")[: within + 1]
     )
-    earlier.reverse()
-    terms = [str(term) for term in session.course.scope_terms or [] if isinstance(term, str)]
+    if not lines or lines[0].pk != segment_id or lines[0].speaker_kind != Speaker.STUDENT:
+        return []
+    segment, earlier = lines[0], lines[:0:-1]  # the line, and those before it oldest first
+    room = _room_context(room_id)
+    if room is None:
+        return []
+    session_id = segment.session_id
     topic, found = line_observations(
-        text=segment.text, speaker_id=segment.speaker_user_id, earlier=earlier, terms=terms, room_topic=room.topic
+        text=segment.text, speaker_id=segment.speaker_user_id, earlier=earlier, terms=room["terms"],
+        room_topic=room["topic"],
     )
     at = utc_timestamp(segment.created_at)
     alerts = [
         {
-            "session_id": session.pk,
-            "room_id": room.pk,
-            "room_name": room.name,
+            "session_id": session_id,
+            "room_id": room_id,
+            "room_name": room["name"],
             "student": {"id": segment.speaker_user_id, "name": segment.speaker_name},
             "topic": topic,
             "signal": signal.signal,
@@ -184,30 +212,37 @@ def segment_observe(*, segment_id: int) -> list[dict[str, Any]]:
             "segment_id": segment.pk,
             "text": _clip(segment.text, TEXT_MAX_CHARS),
             "at": at,
-            "line_url": line_url(room_id=room.pk, seq=segment.seq),
+            "line_url": line_url(room_id=room_id, seq=segment.seq),
         }
         for signal in found
     ]
-    every = max(1, int(settings.ANALYTICS_LIVE_EVERY_LINES))
-    with _state_locked(session.pk) as state:
-        new = [a for a in alerts if (a["segment_id"], a["signal"]) not in _recorded(state)]
-        state["signals"].extend(new)
-        state["signals"] = _pruned(state["signals"])
-        first_sighting = segment.pk not in state["lines_seen"]
-        if first_sighting:
-            state["lines_seen"] = [*state["lines_seen"], segment.pk][-every:]
-            state["lines"] += 1
-        recompute = first_sighting and state["lines"] % every == 0
+    new: list[dict[str, Any]] = []
+    if alerts:
+        with _state_locked(session_id) as state:
+            new = [a for a in alerts if (a["segment_id"], a["signal"]) not in _recorded(state)]
+            state["signals"] = _pruned([*state["signals"], *new])
     for alert in new:
-        broadcast_on_commit(groups=[groups.session_monitor_group(session.pk)], event_type=EVENT_ALERT, data=alert)
+        broadcast_on_commit(groups=[groups.session_monitor_group(session_id)], event_type=EVENT_ALERT, data=alert)
+    recompute = _line_counted(session_id) % max(1, int(settings.ANALYTICS_LIVE_EVERY_LINES)) == 0
     if recompute:
-        participation = _participation_compute(session.pk)
+        participation = _participation_compute(session_id)
         if participation is not None:
-            with _state_locked(session.pk) as state:
+            with _state_locked(session_id) as state:
                 state["participation"] = participation
     if new or recompute:
-        radar_publish(session_id=session.pk)
+        radar_publish(session_id=session_id)
     return new
+
+
+def _line_counted(session_id: int) -> int:
+    """The session's student lines seen so far, this one included (an atomic cache counter)."""
+    key = f"{_state_key(session_id)}:lines"
+    cache.add(key, 0, timeout=STATE_TTL_SECONDS)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=STATE_TTL_SECONDS)
+        return 1
 
 
 def _recorded(state: dict[str, Any]) -> set[tuple[int, str]]:
@@ -242,7 +277,7 @@ def _participation_compute(session_id: int) -> dict[str, Any] | None:
 
 
 def _empty_state() -> dict[str, Any]:
-    return {"signals": [], "clarified": {}, "lines": 0, "lines_seen": [], "participation": None}
+    return {"signals": [], "clarified": {}, "participation": None}
 
 
 def radar_state(session_id: int) -> dict[str, Any]:

@@ -14,8 +14,8 @@ def session_analytics_compute(session_id: int) -> None:
 
 
 @shared_task(name="analytics.segment_observe", acks_late=True, ignore_result=True)
-def segment_observe_task(segment_id: int) -> None:
+def segment_observe_task(segment_id: int, room_id: int | None = None) -> None:
     """The live radar's look at one committed student line (analytics/live.py). Idempotent."""
     from analytics.live import segment_observe
 
-    segment_observe(segment_id=segment_id)
+    segment_observe(segment_id=segment_id, room_id=room_id)

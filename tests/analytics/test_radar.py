@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.core.cache import cache
 
 from analytics import confusion
 from analytics import live as radar
@@ -75,7 +76,8 @@ async def test_lines_without_confusion_send_nothing(live_session, professor, roo
         assert line["data"]["text"] == text
     assert await monitor.nothing(0.3)
     state = await database_sync_to_async(radar.radar_state)(live_session.pk)
-    assert state["signals"] == [] and state["lines"] == 3
+    assert state["signals"] == []
+    assert await database_sync_to_async(cache.get)(f"analytics:radar:{live_session.pk}:lines") == 3  # counted
     for socket in (monitor, ada_socket):
         await socket.close()
 
