@@ -25,12 +25,14 @@ analytics (analytics.services) recompute confusion from the transcript when it e
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +40,7 @@ from typing import Any
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+from django.db import close_old_connections
 from django.db.models import Subquery
 from django.urls import reverse
 
@@ -60,6 +63,9 @@ EVIDENCE_MAX_CHARS = 160
 TEXT_MAX_CHARS = 500
 STATE_TTL_SECONDS = 24 * 3600
 LOCK_SECONDS = 5
+
+# The periodic participation run, off the consumers' database thread (embedded default).
+_compute_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-live")
 ROOM_CONTEXT_SECONDS = 30
 
 def _state_key(session_id: int) -> str:
@@ -223,14 +229,10 @@ def segment_observe(*, segment_id: int, room_id: int | None = None) -> list[dict
             state["signals"] = _pruned([*state["signals"], *new])
     for alert in new:
         broadcast_on_commit(groups=[groups.session_monitor_group(session_id)], event_type=EVENT_ALERT, data=alert)
-    recompute = _line_counted(session_id) % max(1, int(settings.ANALYTICS_LIVE_EVERY_LINES)) == 0
-    if recompute:
-        participation = _participation_compute(session_id)
-        if participation is not None:
-            with _state_locked(session_id) as state:
-                state["participation"] = participation
-    if new or recompute:
+    if new:
         radar_publish(session_id=session_id)
+    if _line_counted(session_id) % max(1, int(settings.ANALYTICS_LIVE_EVERY_LINES)) == 0:
+        participation_refresh(session_id=session_id)
     return new
 
 
@@ -253,6 +255,36 @@ def _pruned(signals: list[dict[str, Any]], now: datetime | None = None) -> list[
     oldest = (now or datetime.now(UTC)) - _window()
     kept = [s for s in signals if _parse(s["at"]) >= oldest]
     return kept[-MAX_SIGNALS:]
+
+
+def participation_refresh(*, session_id: int) -> None:
+    """Recompute the session's participation and send it in an `analytics.update`.
+
+    In the embedded default (ANALYTICS_LIVE_COMPUTE_IN_THREAD) on a background thread: a run on
+    an hour-long class costs ~150 ms of CPU, which would otherwise hold the consumers' shared
+    database thread; the update is then sent from the server's loop. In a Celery worker, here."""
+    if settings.ANALYTICS_LIVE_COMPUTE_IN_THREAD:
+        _compute_executor.submit(_participation_in_thread, session_id, _server_loop())
+        return
+    _participation_store(session_id)
+    radar_publish(session_id=session_id, force=True)
+
+
+def _participation_in_thread(session_id: int, loop: asyncio.AbstractEventLoop | None) -> None:
+    try:
+        _participation_store(session_id)
+        _later(0, session_id, loop=loop)
+    except Exception:
+        logger.exception("live participation of session %s failed", session_id)
+    finally:
+        close_old_connections()
+
+
+def _participation_store(session_id: int) -> None:
+    participation = _participation_compute(session_id)
+    if participation is not None:
+        with _state_locked(session_id) as state:
+            state["participation"] = participation
 
 
 def _participation_compute(session_id: int) -> dict[str, Any] | None:
@@ -384,11 +416,17 @@ def radar_publish(*, session_id: int, force: bool = False) -> None:
         _later(debounce, session_id)
 
 
-def _later(delay: float, session_id: int) -> None:
-    """Run `_flush` after `delay`. Called from a consumer's worker thread (the embedded default),
-    on the server's event loop, where the in-memory channel layer lives: a send from another
-    loop would never reach its sockets. Elsewhere (a Celery worker) in a timer thread."""
+def _server_loop() -> asyncio.AbstractEventLoop | None:
+    """The server's event loop when called from a consumer's (or ASGI view's) worker thread."""
     loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    return loop if loop is not None and loop.is_running() else None
+
+
+def _later(delay: float, session_id: int, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Run `_flush` after `delay`. From a consumer's worker thread (the embedded default), or
+    with its `loop`, on the server's event loop, where the in-memory channel layer lives: a send
+    from another loop would never reach its sockets. Elsewhere (a Celery worker) in a timer."""
+    loop = loop or _server_loop()
     if loop is not None and loop.is_running():
 
         def schedule() -> None:

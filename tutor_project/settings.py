@@ -406,6 +406,9 @@ ANALYTICS_RADAR_WINDOW_MINUTES = env.int("ANALYTICS_RADAR_WINDOW_MINUTES", defau
 ANALYTICS_RADAR_DEBOUNCE_SECONDS = env.float("ANALYTICS_RADAR_DEBOUNCE_SECONDS", default=2.0)
 # Every this many student lines the session's participation is recomputed (final=False).
 ANALYTICS_LIVE_EVERY_LINES = env.int("ANALYTICS_LIVE_EVERY_LINES", default=20)
+# Without a broker that recomputation runs on a background thread of the process (not in the
+# consumers' shared database thread); tests switch it off to run it in line.
+ANALYTICS_LIVE_COMPUTE_IN_THREAD = env.bool("ANALYTICS_LIVE_COMPUTE_IN_THREAD", default=CELERY_TASK_ALWAYS_EAGER)
 # A question counts as repeated when the same student asked on the same topic within this many
 # earlier lines of the room.
 ANALYTICS_REPEAT_WITHIN_LINES = env.int("ANALYTICS_REPEAT_WITHIN_LINES", default=8)

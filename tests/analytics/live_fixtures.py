@@ -21,6 +21,7 @@ def _radar_in_line(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.ANALYTICS_RADAR_DEBOUNCE_SECONDS = 0
     settings.ANALYTICS_LIVE_EVERY_LINES = 1000
+    settings.ANALYTICS_LIVE_COMPUTE_IN_THREAD = False
 
 
 @pytest.fixture

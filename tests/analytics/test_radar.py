@@ -280,3 +280,19 @@ def test_the_monitor_page_renders_the_radar(client, live_session, professor, roo
     assert form.index('name="csrfmiddlewaretoken"') < form.index("</form>")  # works as a plain POST
     room_page = client.get(f"/rooms/{room2.pk}/").content.decode()
     assert f'id="seq-{segment.seq}"' in room_page  # the alert's link lands on the line
+
+
+async def test_in_the_embedded_default_participation_is_computed_off_the_consumers_thread(
+    live_session, professor, room1, ada, cleo, settings
+):
+    settings.ANALYTICS_LIVE_COMPUTE_IN_THREAD = True
+    settings.ANALYTICS_LIVE_EVERY_LINES = 2
+    monitor = await connect_monitor(live_session, professor.user)
+    ada_socket, cleo_socket = await connect_room(room1, ada), await connect_room(room1, cleo)
+    await say(ada_socket, "Recursion calls itself")
+    await say(cleo_socket, "Right, with a smaller input")
+    update, _ = await until(monitor, "analytics.update", where=lambda data: data["participation"])
+    assert update["data"]["participation"]["students"] == 2 and update["data"]["radar"] == []
+    assert await database_sync_to_async(SessionAnalytics.objects.filter(session=live_session).exists)()
+    for socket in (monitor, ada_socket, cleo_socket):
+        await socket.close()
