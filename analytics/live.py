@@ -63,10 +63,11 @@ EVIDENCE_MAX_CHARS = 160
 TEXT_MAX_CHARS = 500
 STATE_TTL_SECONDS = 24 * 3600
 LOCK_SECONDS = 5
+ROOM_CONTEXT_SECONDS = 30
 
 # The periodic participation run, off the consumers' database thread (embedded default).
 _compute_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-live")
-ROOM_CONTEXT_SECONDS = 30
+
 
 def _state_key(session_id: int) -> str:
     return f"analytics:radar:{session_id}"
