@@ -23,3 +23,9 @@ class AnalyticsConfig(AppConfig):
         segment_recorded.connect(segment_recorded_queue, dispatch_uid="analytics.segment_recorded_queue")
         confusion_clarified.connect(confusion_clarified_mark, dispatch_uid="analytics.confusion_clarified_mark")
         monitor_snapshot.connect(monitor_snapshot_radar, dispatch_uid="analytics.monitor_snapshot_radar")
+
+        from django.db.models.signals import post_migrate
+
+        from analytics.beat import beat_schedules_post_migrate
+
+        post_migrate.connect(beat_schedules_post_migrate, sender=self, dispatch_uid="analytics.beat_schedules")

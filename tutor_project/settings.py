@@ -260,6 +260,30 @@ OPENAI_TRANSCRIBE_MODEL = env.str("OPENAI_TRANSCRIBE_MODEL", default="gpt-4o-min
 OPENAI_TTS_MODEL = env.str("OPENAI_TTS_MODEL", default="gpt-4o-mini-tts")
 DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
 
+# --- Cloud speech (voice/providers/deepgram.py, voice/providers/openai_audio.py) -------------
+# Deepgram live model; nova-3 takes `keyterm` boosts, older models `keywords`.
+DEEPGRAM_MODEL = env.str("DEEPGRAM_MODEL", default="nova-3")
+# WebSocket host, e.g. "wss://api.deepgram.com" (empty = Deepgram's); tests point it at a stand-in.
+DEEPGRAM_BASE_URL = env.str("DEEPGRAM_BASE_URL", default="")
+# Silence (ms) after which Deepgram ends a segment with speech_final.
+DEEPGRAM_ENDPOINTING_MS = env.int("DEEPGRAM_ENDPOINTING_MS", default=300)
+# Seconds without audio before a KeepAlive is sent (Deepgram closes idle streams after 10 s).
+DEEPGRAM_KEEPALIVE_SECONDS = env.float("DEEPGRAM_KEEPALIVE_SECONDS", default=5.0)
+# Longest wait for the WebSocket upgrade; past it the chain falls back.
+DEEPGRAM_CONNECT_TIMEOUT_SECONDS = env.float("DEEPGRAM_CONNECT_TIMEOUT_SECONDS", default=5.0)
+# Longest wait after Finalize for the utterance's last final result.
+DEEPGRAM_FINALIZE_TIMEOUT_SECONDS = env.float("DEEPGRAM_FINALIZE_TIMEOUT_SECONDS", default=3.0)
+# USD per minute of audio streamed (UsageEvent.cost).
+DEEPGRAM_COST_PER_MINUTE = env.float("DEEPGRAM_COST_PER_MINUTE", default=0.0077)
+# Longest OpenAI transcription or speech request (connect + whole answer), seconds.
+OPENAI_AUDIO_TIMEOUT_SECONDS = env.float("OPENAI_AUDIO_TIMEOUT_SECONDS", default=15.0)
+# USD per minute of audio transcribed by OPENAI_TRANSCRIBE_MODEL.
+OPENAI_TRANSCRIBE_COST_PER_MINUTE = env.float("OPENAI_TRANSCRIBE_COST_PER_MINUTE", default=0.003)
+# USD per 1000 characters spoken by OPENAI_TTS_MODEL.
+OPENAI_TTS_COST_PER_1K_CHARS = env.float("OPENAI_TTS_COST_PER_1K_CHARS", default=0.015)
+# OpenAI voice when the persona names none (AvatarPersona.voice_openai).
+OPENAI_TTS_VOICE = env.str("OPENAI_TTS_VOICE", default="alloy")
+
 # --- Tutor: the LLM chain's policy (sessions/tutor/chain.py) --------------------------------
 
 # Seconds to open a connection to a provider, to wait for the next streamed chunk (the first one
@@ -393,6 +417,13 @@ EMBEDDINGS_MIN_SIMILARITY = env.float("EMBEDDINGS_MIN_SIMILARITY", default=0.2)
 # The documents API's `status` choices get one schema name (another `status` enum exists).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.models.CourseDocument.Status"
 
+# --- Analytics (analytics/metrics.py) -----------------------------------------------------
+
+# A student addressed by a tutor question who stays silent this long while others speak: a
+# silence_after_question confusion point.
+ANALYTICS_SILENCE_SECONDS = env.float("ANALYTICS_SILENCE_SECONDS", default=60.0)
+# (repeated_question uses the live radar's ANALYTICS_REPEAT_WITHIN_LINES, default 8.)
+
 # --- Tests ---------------------------------------------------------------------------------
 
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.
@@ -412,3 +443,13 @@ ANALYTICS_LIVE_COMPUTE_IN_THREAD = env.bool("ANALYTICS_LIVE_COMPUTE_IN_THREAD", 
 # A question counts as repeated when the same student asked on the same topic within this many
 # earlier lines of the room.
 ANALYTICS_REPEAT_WITHIN_LINES = env.int("ANALYTICS_REPEAT_WITHIN_LINES", default=8)
+
+# --- Usage, retention, data rights (issue 7; an-ops) --------------------------------------
+
+# Budget alerts go to tenant staff by e-mail; printed to the console unless configured.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ai-professor@localhost")
+# Rows the retention purge deletes per statement (memory stays constant however much expired).
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
