@@ -296,3 +296,11 @@ async def test_in_the_embedded_default_participation_is_computed_off_the_consume
     assert await database_sync_to_async(SessionAnalytics.objects.filter(session=live_session).exists)()
     for socket in (monitor, ada_socket, cleo_socket):
         await socket.close()
+
+
+async def test_only_the_sessions_professors_reach_its_radar(live_session, room1, ada, outsider):
+    from tests.sessions.conftest import refusal
+
+    path = f"/ws/sessions/{live_session.pk}/monitor/"
+    assert await refusal(path, user=ada.user) == ("close", 4403)  # a student of the session
+    assert await refusal(path, user=outsider.user) == ("close", 4404)  # another tenant
