@@ -374,6 +374,8 @@ class ReplayMixin:
 
 # Persisted events of a session, forwarded as they are to room and monitor sockets.
 SESSION_EVENTS = frozenset({"transcript.final", "tutor.message", "room.broadcast", "room.status", "session.status"})
+# The confusion radar's events (analytics/live.py), for the session's monitor only; not persisted.
+MONITOR_ANALYTICS_EVENTS = frozenset({"alert.confusion", "analytics.update"})
 
 
 class MonitorConsumer(ReplayMixin, RealtimeConsumer):
@@ -382,7 +384,7 @@ class MonitorConsumer(ReplayMixin, RealtimeConsumer):
 
     object_kind = "monitor"
     url_kwarg = "session_id"
-    forward_events = SESSION_EVENTS
+    forward_events = SESSION_EVENTS | MONITOR_ANALYTICS_EVENTS
 
     def authorize(self, *, user, object_id):
         return selectors.session_get_for_monitor(user=user, session_id=object_id)
@@ -393,7 +395,8 @@ class MonitorConsumer(ReplayMixin, RealtimeConsumer):
     def connect_events(self, session) -> list[OutgoingEvent]:
         session.refresh_from_db()
         snapshot = OutgoingEvent("session.status", selectors.session_status_for_monitor(session=session))
-        return [snapshot, *self.replay_events(session_id=session.id, room_id=None)]
+        extras = [OutgoingEvent(kind, data) for kind, data in live.monitor_snapshot_events(session_id=session.id)]
+        return [snapshot, *extras, *self.replay_events(session_id=session.id, room_id=None)]
 
     def _session(self):
         return selectors.session_get_for_monitor(user=self.user, session_id=self.object_id)
@@ -428,6 +431,14 @@ class MonitorConsumer(ReplayMixin, RealtimeConsumer):
 
     async def on_session_end(self, data: Any) -> None:
         await database_sync_to_async(lambda: orchestration.session_end(session=self._session(), by=self.user))()
+
+    async def on_confusion_clarify(self, data: Any) -> None:
+        """"Clarify for everyone" {topic, text?}: a hint to every tutor and a broadcast to every
+        room (sessions.live.session_clarify); the radar marks the topic."""
+        data = data if isinstance(data, dict) else {}
+        await database_sync_to_async(
+            lambda: live.session_clarify(session=self._session(), by=self.user, topic=data.get("topic"), text=data.get("text"))
+        )()
 
 
 class RoomConsumer(ReplayMixin, RealtimeConsumer):

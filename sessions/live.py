@@ -11,6 +11,7 @@ current state on connect.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -23,11 +24,13 @@ from courses.models import User
 from sessions import groups
 from sessions.models import BreakoutRoom, LiveSession, Message, Speaker, TranscriptSegment
 from sessions.orchestration import session_mode_clean
-from sessions.realtime import broadcast_on_commit
+from sessions.realtime import broadcast_on_commit, utc_timestamp
 from sessions.services import message_text_clean
 
 BROADCAST_MAX_CHARS = 2000
 HINT_MAX_CHARS = 2000
+
+logger = logging.getLogger(__name__)
 
 
 def _require_live(session: LiveSession) -> None:
@@ -106,6 +109,25 @@ def _segment_groups(segment: TranscriptSegment) -> list[str]:
 
 def _segment_broadcast(segment: TranscriptSegment, message: Message | None = None) -> None:
     broadcast_on_commit(groups=_segment_groups(segment), **segment_event(segment, message))
+    _segment_announce(segment)
+
+
+def _segment_announce(segment: TranscriptSegment) -> None:
+    """`segment_recorded` after commit (the live radar observes student lines on it). A failing
+    receiver is logged: the line is saved and broadcast whatever analytics does."""
+    from sessions.signals import segment_recorded
+
+    ids = {
+        "segment_id": segment.pk, "session_id": segment.session_id, "room_id": segment.room_id,
+        "speaker_kind": segment.speaker_kind,
+    }
+
+    def announce() -> None:
+        for receiver, result in segment_recorded.send_robust(sender=TranscriptSegment, **ids):
+            if isinstance(result, Exception):
+                logger.error("segment_recorded receiver %r failed", receiver, exc_info=result)
+
+    transaction.on_commit(announce)
 
 
 def session_status_broadcast(session: LiveSession) -> None:
@@ -276,3 +298,89 @@ def room_open(room: BreakoutRoom) -> None:
 
 def monitor_lines_per_room() -> int:
     return max(1, int(settings.MONITOR_LINES_PER_ROOM))
+
+
+# --- "Clarify for everyone" (the confusion radar) -------------------------------------------------
+
+CLARIFY_TOPIC_MAX_CHARS = 100
+CLARIFY_TEXT_MAX_CHARS = 1000
+CLARIFY_HINT = "Several students are confused about {topic}; clarify it briefly at the next turn."
+CLARIFY_DEFAULT_BROADCAST = "Several of you are unsure about {topic}: your tutor will go over it again briefly."
+
+
+def _clarify_clean(topic: Any, text: Any) -> tuple[str, str]:
+    if not isinstance(topic, str) or not " ".join(topic.split()):
+        raise DomainError("Name the topic to clarify.", code="invalid", fields={"topic": ["Required."]})
+    topic = " ".join(topic.split())
+    if len(topic) > CLARIFY_TOPIC_MAX_CHARS:
+        raise DomainError(
+            f"A topic has at most {CLARIFY_TOPIC_MAX_CHARS} characters.", code="message_too_long",
+            fields={"topic": ["Too long."]},
+        )
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise DomainError("The message is text.", code="invalid", fields={"text": ["Must be a string."]})
+    text = text.strip()
+    if len(text) > CLARIFY_TEXT_MAX_CHARS:
+        raise DomainError(
+            f"The message has at most {CLARIFY_TEXT_MAX_CHARS} characters.", code="message_too_long",
+            fields={"text": ["Too long."]},
+        )
+    return topic, text
+
+
+def clarify_hint_merge(hint: str, *, topic: str, text: str) -> str:
+    """The session's hint with a clarify line for `topic` added (an earlier line for the same
+    topic replaced); the oldest lines go when it would exceed HINT_MAX_CHARS."""
+    head = CLARIFY_HINT.format(topic=topic)
+    line = f"{head} The professor adds: {text}" if text else head
+    lines = [kept for kept in hint.splitlines() if kept.strip() and not kept.startswith(head)]
+    lines.append(line)
+    while len(lines) > 1 and len("\n".join(lines)) > HINT_MAX_CHARS:
+        lines.pop(0)
+    return "\n".join(lines)[:HINT_MAX_CHARS]
+
+
+def session_clarify(*, session: LiveSession, by: User, topic: Any, text: Any = None) -> dict[str, Any]:
+    """"Clarify for everyone": every room tutor's hint asks for a brief clarification of `topic`
+    at its next turn (the professor's text added), and every room gets a `room.broadcast` (the
+    professor's text, or one naming the topic). After commit, `confusion_clarified` lets the
+    radar mark the topic. Returns {topic, text, hint, seqs}."""
+    _require_live(session)
+    topic, text = _clarify_clean(topic, text)
+    with transaction.atomic():
+        locked = LiveSession.objects.select_for_update().only("pk", "tutor_hint").get(pk=session.pk)
+        hint = clarify_hint_merge(locked.tutor_hint, topic=topic, text=text)
+        session_hint_set(session=session, text=hint)
+        message = text or CLARIFY_DEFAULT_BROADCAST.format(topic=topic)
+        segments = room_broadcast(session=session, by=by, text=message, room_id="all")
+        at = timezone.now()
+        announced = {
+            "session_id": session.pk, "topic": topic, "text": message,
+            "by": {"id": by.pk, "name": by.display_name}, "at": utc_timestamp(at),
+        }
+
+        def announce() -> None:
+            from sessions.signals import confusion_clarified
+
+            for receiver, result in confusion_clarified.send_robust(sender=LiveSession, **announced):
+                if isinstance(result, Exception):
+                    logger.error("confusion_clarified receiver %r failed", receiver, exc_info=result)
+
+        transaction.on_commit(announce)
+    return {"topic": topic, "text": message, "hint": hint, "seqs": [s.seq for s in segments]}
+
+
+def monitor_snapshot_events(*, session_id: int) -> list[tuple[str, Any]]:
+    """What other apps add to the monitor's snapshot (the radar), as (event_type, data); a
+    failing receiver is logged and left out, the monitor connects anyway."""
+    from sessions.signals import monitor_snapshot
+
+    events: list[tuple[str, Any]] = []
+    for receiver, result in monitor_snapshot.send_robust(sender=LiveSession, session_id=session_id):
+        if isinstance(result, Exception):
+            logger.error("monitor_snapshot receiver %r failed", receiver, exc_info=result)
+        elif result:
+            events.extend(result)
+    return events

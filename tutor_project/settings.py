@@ -429,6 +429,21 @@ ANALYTICS_SILENCE_SECONDS = env.float("ANALYTICS_SILENCE_SECONDS", default=60.0)
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
 
+# --- Live analytics: the confusion radar (issue 7) -----------------------------------------
+
+# Confusion signals count on the monitor's radar for this long (a sliding window).
+ANALYTICS_RADAR_WINDOW_MINUTES = env.int("ANALYTICS_RADAR_WINDOW_MINUTES", default=15)
+# At most one `analytics.update` per session this often (the last change is always sent).
+ANALYTICS_RADAR_DEBOUNCE_SECONDS = env.float("ANALYTICS_RADAR_DEBOUNCE_SECONDS", default=2.0)
+# Every this many student lines the session's participation is recomputed (final=False).
+ANALYTICS_LIVE_EVERY_LINES = env.int("ANALYTICS_LIVE_EVERY_LINES", default=20)
+# Without a broker that recomputation runs on a background thread of the process (not in the
+# consumers' shared database thread); tests switch it off to run it in line.
+ANALYTICS_LIVE_COMPUTE_IN_THREAD = env.bool("ANALYTICS_LIVE_COMPUTE_IN_THREAD", default=CELERY_TASK_ALWAYS_EAGER)
+# A question counts as repeated when the same student asked on the same topic within this many
+# earlier lines of the room.
+ANALYTICS_REPEAT_WITHIN_LINES = env.int("ANALYTICS_REPEAT_WITHIN_LINES", default=8)
+
 # --- Usage, retention, data rights (issue 7; an-ops) --------------------------------------
 
 # Budget alerts go to tenant staff by e-mail; printed to the console unless configured.

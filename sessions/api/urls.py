@@ -13,6 +13,7 @@ urlpatterns = [
     path("sessions/<int:session_id>/broadcast/", live.SessionBroadcastApi.as_view(), name="session-broadcast"),
     path("sessions/<int:session_id>/mode/", live.SessionModeApi.as_view(), name="session-mode"),
     path("sessions/<int:session_id>/hint/", live.SessionHintApi.as_view(), name="session-hint"),
+    path("sessions/<int:session_id>/clarify/", live.SessionClarifyApi.as_view(), name="session-clarify"),
     path(
         "sessions/<int:session_id>/transcript/<str:fmt>/",
         live.SessionTranscriptExportApi.as_view(),

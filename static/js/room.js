@@ -60,6 +60,7 @@ export function lineElement(event, { compact = false, tutorName = "Tutor" } = {}
   li.className = classes.join(" ");
   if (data.segment_id) li.dataset.segmentId = String(data.segment_id);
   if (Number.isInteger(event.seq)) li.dataset.seq = String(event.seq);
+  if (Number.isInteger(event.seq) && !compact) li.id = `seq-${event.seq}`; // the radar links here
   if (data.message_id) li.dataset.messageId = String(data.message_id);
   li.dataset.event = event.type;
   li.dataset.kind = kind;
