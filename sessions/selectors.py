@@ -473,3 +473,19 @@ def tutor_status_for_course(*, course) -> dict[str, Any]:
         "recent_failures": failures,
         "offline_only": _offline_only(chain),
     }
+
+
+def session_get_for_lecturer(*, user: User, session_id: int) -> LiveSession:
+    """A session whose lecture the user may speak: its professor, or a professor of its course.
+    NotFound outside the tenant, Forbidden for everybody else (students, staff)."""
+    _require_login(user)
+    session = (
+        _tenant_scope(LiveSession.objects.select_related("professor", "course__tenant"), user)
+        .filter(pk=session_id)
+        .first()
+    )
+    if session is None:
+        raise NotFound("No such session.")
+    if session.professor.user_id == user.id or session.course.professors.filter(user_id=user.id).exists():
+        return session
+    raise Forbidden("Only the session's professor gives its lecture.")

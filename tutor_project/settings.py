@@ -393,6 +393,39 @@ EMBEDDINGS_MIN_SIMILARITY = env.float("EMBEDDINGS_MIN_SIMILARITY", default=0.2)
 # The documents API's `status` choices get one schema name (another `status` enum exists).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.models.CourseDocument.Status"
 
+# --- Voice in live rooms, practice and the lecture (voice/live.py) --------------------------
+
+# Voiced audio (ms) over a speaking tutor that, followed by words that are not a backchannel
+# ("mhm", "ok"), interrupts it (barge-in).
+VOICE_BARGE_IN_MS = env.int("VOICE_BARGE_IN_MS", default=300)
+# `transcript.partial` events per second and speaker at most (finals always go out).
+VOICE_PARTIALS_PER_SECOND = env.float("VOICE_PARTIALS_PER_SECOND", default=5.0)
+# Lecture lines (the professor's, main room) a room tutor reads into its prompt.
+LECTURE_LINES = env.int("LECTURE_LINES", default=6)
+
+# --- Audio storage (utterance WAVs when a tenant keeps audio) ---------------------------------
+
+# Default storage: files under MEDIA_ROOT; with a bucket, any S3-compatible store (django-storages).
+AUDIO_STORAGE_BUCKET = env.str("AUDIO_STORAGE_BUCKET", default="")
+AUDIO_STORAGE_ENDPOINT_URL = env.str("AUDIO_STORAGE_ENDPOINT_URL", default="")
+AUDIO_STORAGE_ACCESS_KEY = env.str("AUDIO_STORAGE_ACCESS_KEY", default="")
+AUDIO_STORAGE_SECRET_KEY = env.str("AUDIO_STORAGE_SECRET_KEY", default="")
+AUDIO_STORAGE_REGION = env.str("AUDIO_STORAGE_REGION", default="")
+if AUDIO_STORAGE_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AUDIO_STORAGE_BUCKET,
+            "endpoint_url": AUDIO_STORAGE_ENDPOINT_URL or None,
+            "access_key": AUDIO_STORAGE_ACCESS_KEY or None,
+            "secret_key": AUDIO_STORAGE_SECRET_KEY or None,
+            "region_name": AUDIO_STORAGE_REGION or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+
 # --- Tests ---------------------------------------------------------------------------------
 
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.

@@ -39,7 +39,6 @@ from sessions.tutor import prompts, turn
 
 logger = logging.getLogger(__name__)
 
-LECTURE_LINES = 6
 LOCK_GRACE_SECONDS = 30
 
 
@@ -128,7 +127,7 @@ def room_turn_prepare(room_id: int) -> turn.TurnPlan | None:
         LectureLine(at=timezone.localtime(s.created_at).strftime("%H:%M"), text=s.text)
         for s in reversed(
             TranscriptSegment.objects.filter(session_id=session.pk, room__isnull=True).order_by("-seq")
-            .only("created_at", "text")[:LECTURE_LINES]
+            .only("created_at", "text")[: max(0, int(settings.LECTURE_LINES))]
         )
     ]
     context = TutorContext(
