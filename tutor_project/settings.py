@@ -260,6 +260,21 @@ OPENAI_TRANSCRIBE_MODEL = env.str("OPENAI_TRANSCRIBE_MODEL", default="gpt-4o-min
 OPENAI_TTS_MODEL = env.str("OPENAI_TTS_MODEL", default="gpt-4o-mini-tts")
 DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
 
+# --- Voice input (voice/vad.py, voice/pipeline.py) ------------------------------------------
+
+# Silence (ms) after speech that ends a turn: the utterance is finished and transcribed.
+VOICE_END_OF_TURN_MS = env.int("VOICE_END_OF_TURN_MS", default=700)
+# Voiced speech (ms) in one utterance before it counts as a barge-in candidate (on_speech).
+VOICE_BARGE_IN_MS = env.int("VOICE_BARGE_IN_MS", default=600)
+# webrtcvad aggressiveness, 0 (keeps most audio as speech) to 3 (most eager to call it noise).
+VOICE_VAD_AGGRESSIVENESS = env.int("VOICE_VAD_AGGRESSIVENESS", default=2)
+# Confirm each utterance with Silero VAD and drop what it rates as non-speech (clicks, noise).
+VOICE_VAD_CONFIRM = env.bool("VOICE_VAD_CONFIRM", default=False)
+# Pocketsphinx decodes and reports a partial transcript at most this often (ms of audio).
+VOICE_PARTIAL_INTERVAL_MS = env.int("VOICE_PARTIAL_INTERVAL_MS", default=300)
+# Pocketsphinx decoders kept per process (each holds its acoustic model, ~tens of MB).
+VOICE_POCKETSPHINX_DECODERS = env.int("VOICE_POCKETSPHINX_DECODERS", default=4)
+
 # --- Tutor: the LLM chain's policy (sessions/tutor/chain.py) --------------------------------
 
 # Seconds to open a connection to a provider, to wait for the next streamed chunk (the first one
