@@ -410,9 +410,8 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.mod
 
 # --- Voice in live rooms, practice and the lecture (voice/live.py) --------------------------
 
-# Voiced audio (ms) over a speaking tutor that, followed by words that are not a backchannel
-# ("mhm", "ok"), interrupts it (barge-in).
-VOICE_BARGE_IN_MS = env.int("VOICE_BARGE_IN_MS", default=300)
+# Barge-in: VOICE_BARGE_IN_MS (above) of voiced audio over a speaking tutor, then words that are
+# not a backchannel ("mhm", "ok"), interrupt it.
 # `transcript.partial` events per second and speaker at most (finals always go out).
 VOICE_PARTIALS_PER_SECOND = env.float("VOICE_PARTIALS_PER_SECOND", default=5.0)
 # Lecture lines (the professor's, main room) a room tutor reads into its prompt.

@@ -103,11 +103,11 @@ def tts_choice_factory(persona: Any = None, mode: str = "server"):
 
 
 def _barge_in_ms() -> int:
-    return int(getattr(settings, "VOICE_BARGE_IN_MS", 300))
+    return int(settings.VOICE_BARGE_IN_MS)
 
 
 def _partial_interval() -> float:
-    per_second = float(getattr(settings, "VOICE_PARTIALS_PER_SECOND", 5))
+    per_second = float(settings.VOICE_PARTIALS_PER_SECOND)
     return 1.0 / per_second if per_second > 0 else 0.0
 
 

@@ -1,0 +1,230 @@
+"""Audio on the room and conversation sockets: checks, budget, who may speak, what a heard
+utterance becomes (a persisted speech line the tutor answers), partials, engine switches, kept
+audio and the browser's own transcripts. Recognition is scripted (tests/voice/live_support.py);
+real speech end to end is test_voice_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from io import BytesIO
+
+import pytest
+from channels.db import database_sync_to_async
+
+from sessions.models import LiveSession, TranscriptSegment
+from tests import factories
+from tests.sessions.conftest import open_socket
+from tests.voice.live_support import ScriptedEngine, pcm, say, use_fake_voice
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
+
+
+@pytest.fixture(autouse=True)
+def _quick(settings, tmp_path):
+    settings.ROOM_TUTOR_DEBOUNCE_MS = 0
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture
+def offline_tutor(db):
+    return factories.LLMModelFactory(
+        tenant=None, position=9, provider="offline", model_name="offline-socratic",
+        base_url_setting="", api_key_setting="",
+    )
+
+
+async def until(socket, event_type: str, timeout: float = 5, where=None) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await socket.receive(timeout)
+            if message["type"] == event_type and (where is None or where(message["data"])):
+                return message
+
+
+async def room_socket(room, user):
+    socket = await open_socket(f"/ws/rooms/{room.pk}/", user=user)
+    assert (await socket.receive())["type"] == "room.status"
+    return socket
+
+
+async def monitor_socket(session, professor):
+    socket = await open_socket(f"/ws/sessions/{session.pk}/monitor/", user=professor.user)
+    assert (await socket.receive())["type"] == "session.status"
+    return socket
+
+
+def _ready(room):
+    room.tutor_status = "ready"
+    room.save(update_fields=["tutor_status"])
+    course = room.session.course
+    course.scope_terms = ["python", "loop", "range"]
+    course.save(update_fields=["scope_terms"])
+
+
+async def test_malformed_frames_get_an_error_and_the_socket_stays_usable(room, assigned_student, monkeypatch):
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["what is a loop"])])
+    socket = await room_socket(room, assigned_student.user)
+    await socket.comm.send_to(bytes_data=b"\x01\x02\x03")  # odd length: not PCM16
+    error = await until(socket, "error")
+    assert error["data"]["code"] == "audio_malformed" and error["seq"] is None
+    await socket.send({"type": "audio.end", "data": "nonsense"})  # nothing heard yet: no crash
+    await socket.send({"type": "ping", "data": {"n": 1}})
+    assert (await until(socket, "pong"))["data"] == {"n": 1}
+    await socket.close()
+
+
+async def test_audio_over_the_budget_is_refused_and_repeats_close_4429(settings, room, assigned_student, monkeypatch):
+    settings.WS_MAX_AUDIO_SECONDS_PER_MINUTE = 1
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx")])
+    socket = await room_socket(room, assigned_student.user)
+    for _ in range(4):  # 4 x 250 ms: exactly the budget
+        await socket.comm.send_to(bytes_data=pcm(250))
+    assert await socket.nothing(0.3)
+    await socket.comm.send_to(bytes_data=pcm(250))
+    error = await until(socket, "error")
+    assert error["data"]["code"] == "audio_rate_limited"
+    for _ in range(settings.WS_VIOLATIONS_BEFORE_CLOSE):
+        await socket.comm.send_to(bytes_data=pcm(250))
+    await socket.expect_close(4429)
+
+
+async def test_the_professor_cannot_speak_on_a_room_socket(room, professor, monkeypatch):
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["hello"])])
+    socket = await room_socket(room, professor.user)
+    await socket.comm.send_to(bytes_data=pcm(40))
+    error = await until(socket, "error")
+    assert error["data"]["code"] == "forbidden"
+    await socket.comm.send_to(bytes_data=pcm(40))  # told again, at most once a second: no flood
+    assert await socket.nothing(0.3)
+    count = await database_sync_to_async(TranscriptSegment.objects.count)()
+    assert count == 0
+    await socket.close()
+
+
+async def test_speech_becomes_a_persisted_speech_line_and_the_tutor_answers(
+    room, assigned_student, professor, offline_tutor, monkeypatch
+):
+    await database_sync_to_async(_ready)(room)
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["how does a for loop over range work"], partials=True)])
+    monitor = await monitor_socket(room.session, professor)
+    socket = await room_socket(room, assigned_student.user)
+    await say(socket, ms=800)
+
+    partial = await until(monitor, "transcript.partial")
+    assert partial["seq"] is None and partial["data"]["segment_id"] is None
+    assert partial["data"]["text"] == "how" and partial["data"]["source"] == "speech"
+    assert partial["data"]["room_id"] == room.pk and partial["data"]["speaker"]["kind"] == "student"
+    final = await until(socket, "transcript.final")
+    assert final["seq"] == 1
+    assert final["data"]["text"] == "how does a for loop over range work"
+    assert (final["data"]["source"], final["data"]["provider"]) == ("speech", "pocketsphinx")
+    assert final["data"]["end_ms"] >= final["data"]["start_ms"]
+    assert (await until(monitor, "transcript.final"))["seq"] == 1
+    reply = await until(socket, "tutor.message")
+    assert reply["data"]["text"] and reply["data"]["speaker"]["kind"] == "tutor"
+
+    segment = await database_sync_to_async(TranscriptSegment.objects.get)(seq=1)
+    assert (segment.source, segment.provider, bool(segment.audio)) == ("speech", "pocketsphinx", False)
+    assert socket.comm  # the socket stays open
+    for s in (socket, monitor):
+        await s.close()
+
+
+async def test_keep_audio_stores_the_utterance_as_a_wav_on_the_segment(room, assigned_student, tenant, monkeypatch):
+    tenant.keep_audio = True
+    await database_sync_to_async(tenant.save)()
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["a list holds items"])])
+    socket = await room_socket(room, assigned_student.user)
+    await say(socket, ms=400)
+    await until(socket, "transcript.final")
+
+    segment = await database_sync_to_async(TranscriptSegment.objects.get)(seq=1)
+    assert segment.audio.name.endswith(".wav")
+    data = await database_sync_to_async(lambda: segment.audio.open("rb").read())()
+    with wave.open(BytesIO(data)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        assert w.getnframes() == 16 * 400
+    await socket.close()
+
+
+async def test_an_engine_switch_is_recorded_and_reaches_the_monitor(room, assigned_student, professor, monkeypatch):
+    from analytics.models import UsageEvent
+
+    use_fake_voice(
+        monkeypatch, [ScriptedEngine("deepgram", fail=True), ScriptedEngine("pocketsphinx", ["a loop repeats"])]
+    )
+    monitor = await monitor_socket(room.session, professor)
+    socket = await room_socket(room, assigned_student.user)
+    await say(socket, ms=200)
+
+    engine = await until(monitor, "voice.engine")
+    assert engine["data"] == {
+        "room_id": room.pk, "from": "deepgram", "to": "pocketsphinx", "reason": "deepgram refused the connection",
+    }
+    final = await until(socket, "transcript.final")
+    assert final["data"]["provider"] == "pocketsphinx"
+
+    def recorded():
+        event = UsageEvent.objects.get(kind="stt")
+        return event.provider, event.outcome, event.session_id, LiveSession.objects.get(pk=room.session_id).degraded["stt"]
+
+    provider, outcome, session_id, degraded = await database_sync_to_async(recorded)()
+    assert (provider, outcome, session_id) == ("deepgram", "error", room.session_id)
+    assert (degraded["from"], degraded["to"]) == ("deepgram", "pocketsphinx") and degraded["at"]
+    for s in (socket, monitor):
+        await s.close()
+
+
+async def test_no_engine_left_tells_the_speaker_to_use_the_browser(room, assigned_student, professor, monkeypatch):
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", fail=True)])
+    monitor = await monitor_socket(room.session, professor)
+    socket = await room_socket(room, assigned_student.user)
+    await say(socket, ms=200)
+    error = await until(socket, "error")
+    assert error["data"]["code"] == "stt_unavailable"
+    engine = await until(monitor, "voice.engine")
+    assert (engine["data"]["from"], engine["data"]["to"]) == ("pocketsphinx", None)
+    for s in (socket, monitor):
+        await s.close()
+
+
+async def test_browser_transcripts_are_checked_then_heard_like_speech(room, assigned_student, monkeypatch):
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx")])
+    socket = await room_socket(room, assigned_student.user)
+    await socket.send({"type": "transcript.client", "data": {"text": 42, "is_final": True}})
+    assert (await until(socket, "error"))["data"]["code"] == "invalid"
+    await socket.send({"type": "transcript.client", "data": {"text": "x" * 2001, "is_final": True}})
+    assert (await until(socket, "error"))["data"]["code"] == "message_too_long"
+    await socket.send({"type": "transcript.client", "data": {"text": "what does range return", "is_final": True}})
+    final = await until(socket, "transcript.final")
+    assert (final["data"]["text"], final["data"]["source"], final["data"]["provider"]) == (
+        "what does range return", "speech", "browser",
+    )
+    await socket.close()
+
+
+async def test_voice_config_is_validated(room, assigned_student):
+    socket = await room_socket(room, assigned_student.user)
+    await socket.send({"type": "voice.config", "data": {"tts": "loud"}})
+    assert (await until(socket, "error"))["data"]["code"] == "invalid"
+    await socket.send({"type": "voice.config", "data": {"tts": "off"}})
+    assert (await until(socket, "voice.config"))["data"] == {"tts": "off"}
+    await socket.close()
+
+
+async def test_speech_in_a_practice_conversation_is_the_next_question(student, course, offline_tutor, monkeypatch):
+    conversation = await database_sync_to_async(factories.ConversationFactory)(
+        course=course, student=student, mode="socratic", persona=None
+    )
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["what is a for loop"], partials=True)])
+    socket = await open_socket(f"/ws/conversations/{conversation.pk}/", user=student.user)
+    assert (await socket.receive())["type"] == "conversation.status"
+    await say(socket, ms=400)
+    partial = await until(socket, "transcript.partial")
+    assert partial["data"]["conversation_id"] == conversation.pk and partial["seq"] is None
+    question = await until(socket, "transcript.final")
+    assert question["data"]["text"] == "what is a for loop"
+    reply = await until(socket, "tutor.message")
+    assert reply["data"]["text"]
+    await socket.close()
