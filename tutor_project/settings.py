@@ -444,3 +444,11 @@ if AUDIO_STORAGE_BUCKET:
 
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
+
+# --- Voice output (voice/tts.py, voice/speech.py) -------------------------------------------
+
+# Who speaks the tutor's replies: "auto" (OpenAI speech if OPENAI_API_KEY, then piper, then
+# espeak-ng), "server" (piper, then espeak-ng: nothing leaves the server), "browser" (the client's
+# speechSynthesis reads the text) or "off". Except "off", the browser is the last resort when every
+# server engine fails.
+VOICE_TTS = env.str("VOICE_TTS", default="auto")
