@@ -107,8 +107,8 @@ class VoiceMixin:
                 await super().dispatch(message)
                 await self.voice.tutor_event(event_type, message["text"])
                 return
-        elif event_type == "tts.stop" and self.voice is not None:
-            await self.voice.stop_speaking("barge_in")  # no more audio; the client hears tts.stop
+        elif event_type == "tts.stop" and self.voice is not None and await self.voice.stop_speaking("barge_in"):
+            return  # the speaker stopped its audio and sent `tts.stop` itself
         await super().dispatch(message)
 
     async def websocket_disconnect(self, message: dict) -> None:
@@ -208,10 +208,11 @@ class RoomVoiceMixin(VoiceMixin):
 
     async def voice_barge_in(self) -> None:
         """As `tutor.interrupt`, plus `tts.stop` to every socket of the room."""
-        await room_tutor.room_tutor_stop(self.object_id)
         group = groups.room_group(self.object_id)
-        await group_send_async(group, {"type": "tutor.cancel"})
+        # Speech first (it is what the room hears), then the reply, whose close follows.
         await group_send_async(group, group_event("tts.stop", {"reason": "barge_in"}))
+        await room_tutor.room_tutor_stop(self.object_id)
+        await group_send_async(group, {"type": "tutor.cancel"})
 
 
 class ConversationVoiceMixin(VoiceMixin):
@@ -257,8 +258,8 @@ class ConversationVoiceMixin(VoiceMixin):
         await turn.turn_start(plan)
 
     async def voice_barge_in(self) -> None:
-        await turn.turn_cancel_everywhere(self.object_id)
         await group_send_async(groups.conversation_group(self.object_id), group_event("tts.stop", {"reason": "barge_in"}))
+        await turn.turn_cancel_everywhere(self.object_id)
 
 
 class LectureVoiceMixin(VoiceMixin):

@@ -90,16 +90,7 @@ def speaker_factory(**kwargs: Any):
 def tts_choice_factory(persona: Any = None, mode: str = "server"):
     from voice.tts import tts_choice_for
 
-    choice = tts_choice_for(persona=persona)
-    if mode == "browser":
-        # The browser speaks: the server only sends text (`tts.speak`).
-        try:
-            from voice.tts import browser_choice
-
-            return browser_choice(choice)
-        except ImportError:
-            pass
-    return choice
+    return tts_choice_for(persona=persona, mode=mode)
 
 
 def _barge_in_ms() -> int:
@@ -237,8 +228,7 @@ class VoiceConnection:
         if self._barge_candidate and not self._barged and text.strip() and not _is_backchannel(text):
             self._barged = True
             self._barge_candidate = False
-            if self.speaker is not None:
-                await self.speaker.stop("barge_in")
+            # The host's `tts.stop` to the room comes back to this socket too, and stops its speaker.
             await self.host.voice_barge_in()
 
     async def on_partial(self, transcript: Any) -> None:
@@ -278,7 +268,7 @@ class VoiceConnection:
             await self.host.send_error("invalid", 'voice.config is {tts: "server" | "browser" | "off"}.')
             return
         if self.speaker is not None and tts != self.tts:
-            await self.speaker.stop("config")
+            await self.speaker.aclose()
             self.speaker = None
         self.tts = tts
         if tts != "off" and self.speaker is None:
@@ -311,28 +301,29 @@ class VoiceConnection:
         message_id = data.get("message_id")
         try:
             if event_type == "tutor.delta":
-                if data.get("restart"):
+                if data.get("restart") and self.speaker.speaking:
                     await self.speaker.stop("restart")
                 elif data.get("text"):
                     await self.speaker.feed(message_id, data["text"])
             elif event_type == "tutor.message" and data.get("status", "complete") == "complete":
                 await self.speaker.finish(message_id, data.get("text") or "")
-            elif event_type == "tutor.message":
+            elif event_type == "tutor.message" and self.speaker.speaking:  # not already stopped
                 await self.speaker.stop(data.get("status") or "interrupted")
         except Exception:
             logger.warning("speaking the tutor's reply failed", exc_info=True)
 
     async def stop_speaking(self, reason: str) -> bool:
-        """A `tts.stop` for the room: True when this socket's speaker handled (and told) it."""
-        if self.speaker is None:
+        """A `tts.stop` for the room: True when this socket's speaker stopped and told its client."""
+        if self.speaker is None or not self.speaker.speaking:
             return False
         await self.speaker.stop(reason)
         return True
 
     async def tts_done(self, data: Any) -> None:
-        """`tts.done`: the client finished playing what it was sent."""
+        """`tts.done` {message_id?}: the client finished playing what it was sent."""
+        message_id = data.get("message_id") if isinstance(data, dict) else None
         if self.speaker is not None:
-            self.speaker.acknowledge()
+            self.speaker.acknowledge(message_id if isinstance(message_id, int) else None)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -340,7 +331,7 @@ class VoiceConnection:
         self._closed = True
         if self.speaker is not None:
             try:
-                await self.speaker.stop("closed")
+                await self.speaker.aclose()
             except Exception:
                 logger.warning("stopping the speaker failed", exc_info=True)
         if self.input is not None:

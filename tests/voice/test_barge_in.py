@@ -16,7 +16,7 @@ from tests.voice.live_support import ScriptedEngine, say, use_fake_voice
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
 
-SLOW = " ".join(["slowly"] * 120)
+SLOW = " ".join(["A loop repeats."] * 50)
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +114,35 @@ async def test_a_short_noise_over_the_tutor_is_not_a_barge_in(settings, room, as
     answer = await read_until(socket, is_type("tutor.message"))
     assert answer[-1]["data"]["text"] == "Second answer."
     await socket.close()
+
+
+async def test_barge_in_stops_the_speakers_audio_with_one_tts_stop(room, assigned_student, slow_tutor, monkeypatch):
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["hold on what about range three"])])
+    socket = await open_socket(f"/ws/rooms/{room.pk}/", user=assigned_student.user)
+    assert (await socket.receive())["type"] == "room.status"
+    await socket.send({"type": "voice.config", "data": {"tts": "server"}})
+    await socket.send({"type": "chat.message", "data": {"text": "How does a for loop over range work?"}})
+    frames = await read_frames(socket, lambda m: m["type"] == "tts.audio")
+    assert frames[-1]["data"]["message_id"]
+
+    await say(socket, ms=600)
+    frames = await read_frames(socket, lambda m: m["type"] == "tutor.message" and m["data"]["text"] == "Second answer.")
+    stops = [f for f in frames if isinstance(f, dict) and f["type"] == "tts.stop"]
+    assert [s["data"] for s in stops] == [{"reason": "barge_in"}]
+    await socket.close()
+
+
+async def read_frames(socket, predicate, timeout: float = 15) -> list:
+    import json
+
+    out: list = []
+    async with asyncio.timeout(timeout):
+        while True:
+            output = await socket.comm.receive_output(timeout)
+            if output.get("bytes") is not None:
+                out.append(output["bytes"])
+                continue
+            message = json.loads(output["text"])
+            out.append(message)
+            if predicate(message):
+                return out

@@ -228,3 +228,54 @@ async def test_speech_in_a_practice_conversation_is_the_next_question(student, c
     reply = await until(socket, "tutor.message")
     assert reply["data"]["text"]
     await socket.close()
+
+
+async def read_frames(socket, until_type: str, timeout: float = 20) -> list:
+    """Text events (dicts) and binary frames (bytes) until an event of `until_type`."""
+    import json
+
+    out: list = []
+    async with asyncio.timeout(timeout):
+        while True:
+            output = await socket.comm.receive_output(timeout)
+            if output.get("bytes") is not None:
+                out.append(output["bytes"])
+                continue
+            message = json.loads(output["text"])
+            out.append(message)
+            if message["type"] == until_type:
+                return out
+
+
+async def test_a_socket_that_asks_for_server_speech_hears_the_tutors_reply(room, assigned_student, offline_tutor):
+    await database_sync_to_async(_ready)(room)
+    socket = await room_socket(room, assigned_student.user)
+    listener = await room_socket(room, assigned_student.user)  # a text-only tab: no audio
+    await socket.send({"type": "voice.config", "data": {"tts": "server"}})
+    assert (await until(socket, "voice.config"))["data"] == {"tts": "server"}
+    await socket.send({"type": "chat.message", "data": {"text": "How does a for loop over range(3) work?"}})
+
+    frames = await read_frames(socket, "tts.end")
+    events = [f for f in frames if isinstance(f, dict)]
+    audio = [f for f in frames if isinstance(f, bytes)]
+    assert "tutor.message" in [e["type"] for e in events]
+    first = next(e for e in events if e["type"] == "tts.audio")
+    assert first["data"]["format"] == "pcm16" and first["data"]["engine"] in ("piper", "espeak")
+    assert audio and all(len(chunk) % 2 == 0 for chunk in audio)
+    await socket.send({"type": "tts.done", "data": {}})
+
+    text_only = await read_frames(listener, "tutor.message")
+    assert not [f for f in text_only if isinstance(f, bytes) or f["type"].startswith("tts.")]
+    for s in (socket, listener):
+        await s.close()
+
+
+async def test_browser_speech_gets_the_reply_as_text_to_speak(room, assigned_student, offline_tutor):
+    await database_sync_to_async(_ready)(room)
+    socket = await room_socket(room, assigned_student.user)
+    await socket.send({"type": "voice.config", "data": {"tts": "browser"}})
+    await until(socket, "voice.config")
+    await socket.send({"type": "chat.message", "data": {"text": "How does a for loop over range(3) work?"}})
+    speak = await until(socket, "tts.speak", timeout=10)
+    assert speak["data"]["text"]
+    await socket.close()
