@@ -94,6 +94,11 @@ class Segmenter:
     def position_ms(self) -> int:
         return self._position_ms
 
+    @property
+    def voiced_ms(self) -> int:
+        """Voiced audio so far in the current utterance (0 between utterances)."""
+        return self._voiced_ms if self._in_speech else 0
+
     def push(self, pcm: bytes) -> list[VadEvent]:
         """Feed audio (PCM16 LE mono 16 kHz, any even size); the events it completes."""
         self._pending += pcm

@@ -6,7 +6,7 @@
         await voice_input.feed(frame)
 
 `speak` runs `espeak-ng --stdout` and resamples its 22,050 Hz WAV to 16 kHz with sox (numpy's
-linear interpolation when sox is missing); results are cached per (text, voice, speed).
+linear interpolation when sox is missing); results are cached per (text, voice, speed) and repeatable (sox without dither).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def speak(text: str, *, voice: str = "en-us", speed: int = 150) -> bytes:
     sox = shutil.which("sox")
     if sox:
         return subprocess.run(
-            [sox, "-q", "-t", "wav", "-", "-t", "raw", "-r", str(SAMPLE_RATE), "-e", "signed",
+            [sox, "-q", "-R", "-D", "-t", "wav", "-", "-t", "raw", "-r", str(SAMPLE_RATE), "-e", "signed",
              "-b", "16", "-c", "1", "-L", "-"],
             input=wav, check=True, capture_output=True, timeout=30,
         ).stdout
