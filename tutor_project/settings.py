@@ -275,6 +275,30 @@ VOICE_PARTIAL_INTERVAL_MS = env.int("VOICE_PARTIAL_INTERVAL_MS", default=300)
 # Pocketsphinx decoders kept per process (each holds its acoustic model, ~tens of MB).
 VOICE_POCKETSPHINX_DECODERS = env.int("VOICE_POCKETSPHINX_DECODERS", default=4)
 
+# --- Cloud speech (voice/providers/deepgram.py, voice/providers/openai_audio.py) -------------
+# Deepgram live model; nova-3 takes `keyterm` boosts, older models `keywords`.
+DEEPGRAM_MODEL = env.str("DEEPGRAM_MODEL", default="nova-3")
+# WebSocket host, e.g. "wss://api.deepgram.com" (empty = Deepgram's); tests point it at a stand-in.
+DEEPGRAM_BASE_URL = env.str("DEEPGRAM_BASE_URL", default="")
+# Silence (ms) after which Deepgram ends a segment with speech_final.
+DEEPGRAM_ENDPOINTING_MS = env.int("DEEPGRAM_ENDPOINTING_MS", default=300)
+# Seconds without audio before a KeepAlive is sent (Deepgram closes idle streams after 10 s).
+DEEPGRAM_KEEPALIVE_SECONDS = env.float("DEEPGRAM_KEEPALIVE_SECONDS", default=5.0)
+# Longest wait for the WebSocket upgrade; past it the chain falls back.
+DEEPGRAM_CONNECT_TIMEOUT_SECONDS = env.float("DEEPGRAM_CONNECT_TIMEOUT_SECONDS", default=5.0)
+# Longest wait after Finalize for the utterance's last final result.
+DEEPGRAM_FINALIZE_TIMEOUT_SECONDS = env.float("DEEPGRAM_FINALIZE_TIMEOUT_SECONDS", default=3.0)
+# USD per minute of audio streamed (UsageEvent.cost).
+DEEPGRAM_COST_PER_MINUTE = env.float("DEEPGRAM_COST_PER_MINUTE", default=0.0077)
+# Longest OpenAI transcription or speech request (connect + whole answer), seconds.
+OPENAI_AUDIO_TIMEOUT_SECONDS = env.float("OPENAI_AUDIO_TIMEOUT_SECONDS", default=15.0)
+# USD per minute of audio transcribed by OPENAI_TRANSCRIBE_MODEL.
+OPENAI_TRANSCRIBE_COST_PER_MINUTE = env.float("OPENAI_TRANSCRIBE_COST_PER_MINUTE", default=0.003)
+# USD per 1000 characters spoken by OPENAI_TTS_MODEL.
+OPENAI_TTS_COST_PER_1K_CHARS = env.float("OPENAI_TTS_COST_PER_1K_CHARS", default=0.015)
+# OpenAI voice when the persona names none (AvatarPersona.voice_openai).
+OPENAI_TTS_VOICE = env.str("OPENAI_TTS_VOICE", default="alloy")
+
 # --- Tutor: the LLM chain's policy (sessions/tutor/chain.py) --------------------------------
 
 # Seconds to open a connection to a provider, to wait for the next streamed chunk (the first one
