@@ -358,13 +358,20 @@ class ReplySpeaker:
                 return True
         return False
 
-    async def feed(self, message_id: int, delta: str) -> None:
-        """More of the reply's text: every sentence it completes is queued to be spoken."""
-        if self.choice.off or message_id in self._stopped or not delta:
+    async def feed(self, message_id: int, delta: str, *, restart: bool = False) -> None:
+        """More of the reply's text: every sentence it completes is queued to be spoken.
+        `restart` (a `tutor.delta` with restart: true): another model starts the reply over, so
+        the unfinished sentence is dropped (what was said stays said)."""
+        if self.choice.off or message_id in self._stopped or not (delta or restart):
             return
-        reply = self._replies.setdefault(message_id, _Reply())
+        reply = self._replies.get(message_id)
+        if reply is None:
+            self._forget_played()
+            reply = self._replies[message_id] = _Reply()
         if reply.finished:
             return
+        if restart:
+            reply.fed = reply.rest = ""
         reply.fed += delta
         complete, reply.rest = sentences(reply.rest + delta)
         self._enqueue(message_id, reply, complete)
@@ -373,7 +380,10 @@ class ReplySpeaker:
         """The reply is over (`text`: its final text, if known): speak the rest, then `tts.end`."""
         if self.choice.off or message_id in self._stopped:
             return
-        reply = self._replies.setdefault(message_id, _Reply())
+        reply = self._replies.get(message_id)
+        if reply is None:
+            self._forget_played()
+            reply = self._replies[message_id] = _Reply()
         if reply.finished:
             return
         reply.finished = True
@@ -420,6 +430,14 @@ class ReplySpeaker:
         if worker is not None and not worker.done():
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
+
+    def _forget_played(self) -> None:
+        """A new reply begins: drop ended replies that the client has played (or must have by now)."""
+        if time.monotonic() < self._playback_until + ACK_GRACE_SECONDS:
+            return
+        for reply_id, reply in list(self._replies.items()):
+            if reply.ended:
+                del self._replies[reply_id]
 
     # -- the worker --
 

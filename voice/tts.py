@@ -52,8 +52,10 @@ class TtsChoice:
         return self.voices.get(engine_name, "")
 
 
-def tts_choice_for(*, persona: Any = None, mode: str | None = None) -> TtsChoice:
-    """The engines and voices for `mode` (default settings.VOICE_TTS) and the persona's voices."""
+def tts_choice_for(*, persona: Any = None, mode: str | None = None, usage: dict | None = None) -> TtsChoice:
+    """The engines and voices for `mode` (default settings.VOICE_TTS) and the persona's voices.
+    `usage` (tenant_id, course_id, session_id, conversation_id, user_id) goes to the OpenAI
+    engine, which takes it when built; the offline ones get it from ReplySpeaker(usage=)."""
     mode = (mode if mode is not None else settings.VOICE_TTS).strip().lower()
     if mode not in TTS_MODES:
         raise ValueError(f"VOICE_TTS must be one of {', '.join(TTS_MODES)}, not {mode!r}")
@@ -67,7 +69,7 @@ def tts_choice_for(*, persona: Any = None, mode: str | None = None) -> TtsChoice
         return TtsChoice(browser=False, voices=voices, browser_voice=browser_voice, mode=mode)
     engines: list[TtsEngine] = []
     if mode == "auto" and settings.OPENAI_API_KEY:
-        openai_engine = _openai_engine()
+        openai_engine = _openai_engine(usage)
         if openai_engine is not None:
             engines.append(openai_engine)
     if mode in ("auto", "server"):
@@ -89,11 +91,11 @@ def _espeak_engine() -> TtsEngine:
     return EspeakEngine()
 
 
-def _openai_engine() -> TtsEngine | None:
+def _openai_engine(usage: dict | None) -> TtsEngine | None:
     """OpenAI speech (voice/providers/openai_audio.py), or None where it is not available."""
     try:
         module = importlib.import_module("voice.providers.openai_audio")
-        return module.OpenAISpeechEngine()
+        return module.OpenAISpeechEngine(usage=usage)
     except (ImportError, AttributeError, TypeError) as exc:
         logger.warning("OpenAI speech is not available, using the offline voices: %s", exc)
         return None

@@ -10,6 +10,7 @@
 import { connect } from "./realtime.js";
 import { escapeHtml } from "./markdown.js";
 import { clock, insertBySeq, lineElement, upgradeMarkdown } from "./room.js";
+import { initLectureMic } from "./voice.js";
 
 const SOCKET_TEXT = { connecting: "Connecting…", open: "Live", reconnecting: "Reconnecting…", closed: "Disconnected" };
 const STATUS_TEXT = { draft: "Draft", live: "Live", ended: "Ended" };
@@ -221,6 +222,9 @@ export function initMonitor(root = document) {
       }
     },
   });
+
+  // The lecture mic (voice.js): the professor's speech to /ws/sessions/<id>/lecture/.
+  initLectureMic(root.getElementById("lecture-mic"), { sessionId: config.session_id, connect });
 
   const canUseSocket = () => socketStatus === "open" && sessionStatus === "live";
   const target = (value) => (/^\d+$/.test(value) ? Number(value) : "all");

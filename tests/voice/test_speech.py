@@ -351,3 +351,13 @@ async def test_a_real_offline_voice_speaks_the_reply():
     await speaker.finish(1)
     await client.until(lambda: "tts.end" in client.types(), timeout=30)
     assert len(client.audio()) > 22050  # over half a second of speech
+
+
+async def test_a_restarted_reply_drops_its_unfinished_sentence():
+    speaker, client = speaker_for(FakeEngine())
+    await speaker.feed(8, "Said already. Half a sent")
+    await speaker.feed(8, "", restart=True)
+    await speaker.feed(8, "A new start.")
+    await speaker.finish(8)
+    await client.until(lambda: "tts.end" in client.types())
+    assert [e["text"] for e in client.events("tts.audio")] == ["Said already.", "A new start."]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -124,16 +126,32 @@ def test_auto_without_an_openai_key_is_piper_then_espeak_then_the_browser():
     assert choice.voice_for("piper") == "joe"
 
 
+class FakeOpenAISpeech:
+    name = "openai"
+    sample_rate = 24000
+
+    def __init__(self, *, usage=None):
+        self.usage = usage
+
+    async def synthesize(self, text, *, voice=""):
+        yield b"\x00\x00"
+
+
 @override_settings(OPENAI_API_KEY="sk-test")
-def test_auto_with_an_openai_key_puts_openai_first_when_its_engine_exists():
-    try:
-        import voice.providers.openai_audio  # noqa: F401
-    except ImportError:
-        assert names(tts_choice_for(mode="auto")) == ["piper", "espeak"]  # skipped, not broken
-        return
-    choice = tts_choice_for(persona=Persona(), mode="auto")
+def test_auto_with_an_openai_key_puts_openai_first_with_the_usage_context(monkeypatch):
+    monkeypatch.setitem(
+        sys.modules, "voice.providers.openai_audio", types.SimpleNamespace(OpenAISpeechEngine=FakeOpenAISpeech)
+    )
+    choice = tts_choice_for(persona=Persona(), mode="auto", usage={"tenant_id": 4})
     assert names(choice) == ["openai", "piper", "espeak"]
     assert choice.voice_for("openai") == "nova"
+    assert choice.engines[0].usage == {"tenant_id": 4}
+
+
+@override_settings(OPENAI_API_KEY="sk-test")
+def test_auto_without_the_openai_engine_module_uses_the_offline_voices(monkeypatch):
+    monkeypatch.setitem(sys.modules, "voice.providers.openai_audio", None)  # import fails
+    assert names(tts_choice_for(mode="auto")) == ["piper", "espeak"]
 
 
 @override_settings(OPENAI_API_KEY="sk-test")
