@@ -110,7 +110,7 @@ class _Decoder:
     def __init__(self):
         import pocketsphinx
 
-        self.decoder = pocketsphinx.Decoder(loglevel="FATAL")
+        self.decoder = pocketsphinx.Decoder(loglevel="FATAL", bestpath=False)
         self.searches: set[str] = set()
 
     def use(self, words: tuple[str, ...]) -> None:
