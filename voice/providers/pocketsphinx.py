@@ -13,8 +13,8 @@ while it decodes (a 2 s utterance stalled the loop for ~0.5 s in bench/audio_ing
 decoder lives in its own process (a one-worker `ProcessPoolExecutor`, spawned), and each event
 loop uses at most settings.VOICE_POCKETSPHINX_DECODERS of them at once, idle ones reused (~0.5 s to start, the
 acoustic model ~35 MB each); one decoder holds every grammar it has been asked for, switching with
-`activate_search`. A stream takes a decoder at its first audio if one is free and decodes
-incrementally, every settings.VOICE_PARTIAL_INTERVAL_MS of audio, giving a partial each time;
+`activate_search`. A stream takes a decoder at its first audio if one is free (one is kept in
+reserve for the next case) and decodes incrementally, every settings.VOICE_PARTIAL_INTERVAL_MS of audio, giving a partial each time;
 otherwise it buffers and waits for a decoder in `finish`. A decoder process that fails is
 discarded (SttUnavailable: the chain falls back or the utterance is dropped).
 """
@@ -33,6 +33,7 @@ import subprocess
 import threading
 import time
 import weakref
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 
@@ -211,23 +212,41 @@ _idle_lock = threading.Lock()
 
 
 class DecoderPool:
-    """At most `size` decoders in use at once by one event loop; idle processes are reused."""
+    """At most `size` decoders in use at once by one event loop; idle processes are reused.
 
-    def __init__(self, size: int):
+    `available()` (may a stream take a decoder now to decode as the audio comes?) keeps `reserve`
+    decoders back for streams that buffered their utterance and need one at its end: those wait
+    only for a decode, never behind someone's whole utterance."""
+
+    def __init__(self, size: int, *, reserve: int = 1):
         self.size = max(1, size)
-        self._semaphore = asyncio.Semaphore(self.size)
+        self.reserve = max(0, min(reserve, self.size - 1))
+        self._in_use = 0
+        self._waiters: deque[asyncio.Future] = deque()
 
     def available(self) -> bool:
-        return not self._semaphore.locked()
+        return self.size - self._in_use > self.reserve
 
     async def acquire(self) -> DecoderSlot:
-        await self._semaphore.acquire()
+        while self._in_use >= self.size:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._wake()  # it was woken as it was cancelled: pass the turn on
+                raise
+        self._in_use += 1
         try:
             with _idle_lock:
                 slot = _idle_slots.pop() if _idle_slots else None
             return slot or await asyncio.to_thread(DecoderSlot)
         except BaseException:
-            self._semaphore.release()
+            self._in_use -= 1
+            self._wake()
             raise
 
     def release(self, slot: DecoderSlot | None, *, broken: bool = False) -> None:
@@ -237,7 +256,15 @@ class DecoderPool:
             else:
                 with _idle_lock:
                     _idle_slots.append(slot)
-        self._semaphore.release()
+        self._in_use -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DecoderPool] = weakref.WeakKeyDictionary()
