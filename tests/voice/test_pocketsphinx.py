@@ -92,3 +92,21 @@ async def test_usage_is_recorded_when_the_stream_has_a_tenant():
     event = events[0]
     assert (event.kind, event.provider, event.cost) == ("stt", "pocketsphinx", Decimal(0))
     assert event.units == (Decimal(len(pcm) // 32) / 1000).quantize(Decimal("0.001"))
+
+
+async def test_a_decoder_is_kept_in_reserve_for_streams_that_buffered():
+    pool = DecoderPool(2, reserve=1)
+    engine = PocketsphinxEngine(pool=pool)
+    options = StreamOptions(keywords=["what is recursion"])
+    first, second = await engine.open(options), await engine.open(options)
+    pcm = silence(200) + speak("what is recursion") + silence(300)
+    await first.feed(pcm[:6400])  # streams: takes a decoder
+    assert not pool.available()  # the other one is the reserve
+    for frame in frames(pcm):
+        await second.feed(frame)  # buffers
+    assert (await second.finish()).text == "what is recursion"  # the reserve, not first's decoder
+    for frame in frames(pcm[6400:]):
+        await first.feed(frame)
+    assert (await first.finish()).text == "what is recursion"
+    await first.aclose()
+    await second.aclose()

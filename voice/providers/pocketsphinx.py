@@ -8,25 +8,33 @@ words, is slower and less exact).
 Words missing from the CMU dictionary get a pronunciation from espeak-ng's phonemes mapped to
 ARPABET.
 
-Decoders are heavy (the acoustic model: ~35 MB and ~0.3 s to load), so each event loop keeps a
-small pool of them (settings.VOICE_POCKETSPHINX_DECODERS); one decoder holds every grammar it has
-been asked for, switching with `activate_search`. A stream takes a decoder at its first audio if
-one is free and decodes incrementally, every settings.VOICE_PARTIAL_INTERVAL_MS of audio, giving a
-partial each time; otherwise it buffers and waits for a decoder in `finish`. All decoding runs in
-a worker thread (`asyncio.to_thread`), never on the event loop.
+Decoding never runs on the event loop, nor in a thread of its process: pocketsphinx holds the GIL
+while it decodes (a 2 s utterance stalled the loop for ~0.5 s in bench/audio_ingest.py). Each
+decoder lives in its own process (a one-worker `ProcessPoolExecutor`, spawned), and each event
+loop uses at most settings.VOICE_POCKETSPHINX_DECODERS of them at once, idle ones reused (~0.5 s to start, the
+acoustic model ~35 MB each); one decoder holds every grammar it has been asked for, switching with
+`activate_search`. A stream takes a decoder at its first audio if one is free (one is kept in
+reserve for the next case) and decodes incrementally, every settings.VOICE_PARTIAL_INTERVAL_MS of audio, giving a partial each time;
+otherwise it buffers and waits for a decoder in `finish`. A decoder process that fails is
+discarded (SttUnavailable: the chain falls back or the utterance is dropped).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
+import multiprocessing
 import re
 import shutil
 import subprocess
+import threading
 import time
 import weakref
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 
 from channels.db import database_sync_to_async
@@ -98,12 +106,12 @@ def keyword_words(keywords) -> list[str]:
 
 
 class _Decoder:
-    """A pocketsphinx Decoder and the grammars it already holds. Used by one thread at a time."""
+    """A pocketsphinx Decoder and the grammars it already holds (inside a decoder process)."""
 
     def __init__(self):
         import pocketsphinx
 
-        self.decoder = pocketsphinx.Decoder(loglevel="FATAL")
+        self.decoder = pocketsphinx.Decoder(loglevel="FATAL", bestpath=False)
         self.searches: set[str] = set()
 
     def use(self, words: tuple[str, ...]) -> None:
@@ -138,29 +146,125 @@ class _Decoder:
         self.decoder.activate_search(name)
 
 
-class DecoderPool:
-    """At most `size` decoders for one event loop; idle ones are reused."""
+# --- inside a decoder process (one decoder each; one stream at a time uses it) ----------------
+# pocketsphinx holds the GIL while it decodes, so decoding in a thread would stall the event
+# loop: every decoder lives in its own process instead.
 
-    def __init__(self, size: int):
+_process_decoder: _Decoder | None = None
+
+
+def _process_init() -> None:
+    global _process_decoder
+    _process_decoder = _Decoder()
+
+
+def _process_ready() -> bool:
+    return _process_decoder is not None
+
+
+def _hyp() -> str:
+    hyp = _process_decoder.decoder.hyp()
+    return hyp.hypstr if hyp is not None else ""
+
+
+def _process_start(words: tuple[str, ...]) -> None:
+    _process_decoder.use(words)
+    _process_decoder.decoder.start_utt()
+
+
+def _process_feed(pcm: bytes) -> str:
+    _process_decoder.decoder.process_raw(pcm, False, False)
+    return _hyp()
+
+
+def _process_end(pcm: bytes) -> str:
+    if pcm:
+        _process_decoder.decoder.process_raw(pcm, False, False)
+    _process_decoder.decoder.end_utt()
+    return _hyp()
+
+
+def _process_abort() -> None:
+    with contextlib.suppress(RuntimeError):
+        _process_decoder.decoder.end_utt()
+
+
+class DecoderSlot:
+    """One decoder process (a single-worker process pool), spawned and loaded when created."""
+
+    def __init__(self):
+        self.executor = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_process_init
+        )
+        self.executor.submit(_process_ready).result()  # blocks: create it with asyncio.to_thread
+
+    async def call(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+# Idle decoder processes of this process, shared by the pools of every event loop (a process has
+# one loop in production; tests have one per test).
+_idle_slots: list[DecoderSlot] = []
+_idle_lock = threading.Lock()
+
+
+class DecoderPool:
+    """At most `size` decoders in use at once by one event loop; idle processes are reused.
+
+    `available()` (may a stream take a decoder now to decode as the audio comes?) keeps `reserve`
+    decoders back for streams that buffered their utterance and need one at its end: those wait
+    only for a decode, never behind someone's whole utterance."""
+
+    def __init__(self, size: int, *, reserve: int = 1):
         self.size = max(1, size)
-        self._idle: list[_Decoder] = []
-        self._semaphore = asyncio.Semaphore(self.size)
+        self.reserve = max(0, min(reserve, self.size - 1))
+        self._in_use = 0
+        self._waiters: deque[asyncio.Future] = deque()
 
     def available(self) -> bool:
-        return not self._semaphore.locked()
+        return self.size - self._in_use > self.reserve
 
-    async def acquire(self) -> _Decoder:
-        await self._semaphore.acquire()
+    async def acquire(self) -> DecoderSlot:
+        while self._in_use >= self.size:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._wake()  # it was woken as it was cancelled: pass the turn on
+                raise
+        self._in_use += 1
         try:
-            return self._idle.pop() if self._idle else await asyncio.to_thread(_Decoder)
+            with _idle_lock:
+                slot = _idle_slots.pop() if _idle_slots else None
+            return slot or await asyncio.to_thread(DecoderSlot)
         except BaseException:
-            self._semaphore.release()
+            self._in_use -= 1
+            self._wake()
             raise
 
-    def release(self, decoder: _Decoder | None) -> None:
-        if decoder is not None:
-            self._idle.append(decoder)
-        self._semaphore.release()
+    def release(self, slot: DecoderSlot | None, *, broken: bool = False) -> None:
+        if slot is not None:
+            if broken:
+                slot.close()
+            else:
+                with _idle_lock:
+                    _idle_slots.append(slot)
+        self._in_use -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DecoderPool] = weakref.WeakKeyDictionary()
@@ -197,41 +301,24 @@ class PocketsphinxStream:
         self.pool = pool
         self.words = tuple(keyword_words(options.keywords))
         self.interval_bytes = max(1, settings.VOICE_PARTIAL_INTERVAL_MS) * BYTES_PER_MS
-        self._decoder: _Decoder | None = None
+        self._decoder: DecoderSlot | None = None
         self._pending = bytearray()  # audio not yet given to the decoder
         self._utterance_bytes = 0
         self._last_partial = ""
 
-    # --- thread side -------------------------------------------------------------------------
-
-    def _start(self, decoder: _Decoder) -> None:
-        decoder.use(self.words)
-        decoder.decoder.start_utt()
-
-    def _process(self, pcm: bytes) -> str:
-        decoder = self._decoder.decoder
-        decoder.process_raw(pcm, False, False)
-        hyp = decoder.hyp()
-        return hyp.hypstr if hyp is not None else ""
-
-    def _end(self, pcm: bytes) -> str:
-        decoder = self._decoder.decoder
-        if pcm:
-            decoder.process_raw(pcm, False, False)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        return hyp.hypstr if hyp is not None else ""
-
     # --- loop side ---------------------------------------------------------------------------
 
     async def _take_decoder(self) -> None:
-        decoder = await self.pool.acquire()
         try:
-            await asyncio.to_thread(self._start, decoder)
+            slot = await self.pool.acquire()
         except Exception as exc:
-            self.pool.release(None)  # a decoder that failed is not reused
+            raise SttUnavailable(f"pocketsphinx could not start a decoder: {exc}") from exc
+        try:
+            await slot.call(_process_start, self.words)
+        except Exception as exc:
+            self.pool.release(slot, broken=True)  # a decoder that failed is not reused
             raise SttUnavailable(f"pocketsphinx failed to start: {exc}") from exc
-        self._decoder = decoder
+        self._decoder = slot
 
     async def feed(self, pcm: bytes) -> None:
         self._pending += pcm
@@ -245,7 +332,7 @@ class PocketsphinxStream:
         chunk = bytes(self._pending)
         self._pending.clear()
         try:
-            text = await asyncio.to_thread(self._process, chunk)
+            text = await self._decoder.call(_process_feed, chunk)
         except Exception as exc:
             await self._drop_decoder()
             raise SttUnavailable(f"pocketsphinx failed: {exc}") from exc
@@ -265,7 +352,7 @@ class PocketsphinxStream:
             chunk = bytes(self._pending)
             self._pending.clear()
             try:
-                text = await asyncio.to_thread(self._end, chunk)
+                text = await self._decoder.call(_process_end, chunk)
             except Exception as exc:
                 await self._drop_decoder()
                 raise SttUnavailable(f"pocketsphinx failed: {exc}") from exc
@@ -280,9 +367,9 @@ class PocketsphinxStream:
         return Transcript(text=text, is_final=True, provider=NAME, end_ms=audio_ms, latency_ms=latency_ms)
 
     async def _drop_decoder(self) -> None:
-        if self._decoder is not None:
-            self._decoder = None
-            self.pool.release(None)
+        slot, self._decoder = self._decoder, None
+        if slot is not None:
+            self.pool.release(slot, broken=True)
 
     async def _record_usage(self, audio_ms: int, latency_ms: int) -> None:
         usage = self.options.usage or {}
@@ -313,8 +400,8 @@ class PocketsphinxStream:
             return
         self._decoder = None
         try:
-            await asyncio.to_thread(decoder.decoder.end_utt)
+            await decoder.call(_process_abort)
             self.pool.release(decoder)
         except Exception:
-            self.pool.release(None)
+            self.pool.release(decoder, broken=True)
             logger.warning("closing a pocketsphinx stream failed", exc_info=True)
