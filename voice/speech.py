@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 MAX_BINARY_FRAME = 8 * 1024  # bytes of PCM per WebSocket frame (WS_MAX_BINARY_FRAME_BYTES)
 MAX_SENTENCE_CHARS = 300  # a longer run without a full stop is cut at a clause boundary
+# A reply's first words go out at its first clause when the first sentence is long: a sentence is
+# synthesised whole, so a shorter first piece is heard sooner (piper: ~2x sooner at 70 characters).
+FIRST_CLAUSE_MIN_CHARS = 20
+FIRST_SENTENCE_SPLIT_CHARS = 50
 BROWSER_CHARS_PER_SECOND = 14.0  # to estimate how long the browser speaks a sentence
 ACK_GRACE_SECONDS = 2.0  # after the estimated end of playback, a client that never acknowledges stops counting as listening
 
@@ -137,6 +141,30 @@ def _append(found: list[str], sentence: str) -> None:
     sentence = sentence.strip()
     if any(c.isalnum() for c in sentence):
         found.append(sentence)
+
+
+def first_clause(text: str) -> tuple[str, str] | None:
+    """`text` cut after its first clause (, ; : or a dash) of at least FIRST_CLAUSE_MIN_CHARS,
+    if a real remainder follows; else None."""
+    for match in _CLAUSE_BREAK.finditer(text, FIRST_CLAUSE_MIN_CHARS):
+        head, tail = text[: match.end()].strip(), text[match.end() :].strip()
+        if len(tail) >= 10:
+            return head, tail
+        break
+    return None
+
+
+def _first_clause_apart(complete: list[str], rest: str) -> tuple[list[str], str]:
+    """For a reply's first words: its first long sentence (or a long unfinished one) in two."""
+    if complete:
+        if len(complete[0]) > FIRST_SENTENCE_SPLIT_CHARS and (cut := first_clause(complete[0])):
+            return [*cut, *complete[1:]], rest
+        return complete, rest
+    if len(rest) > FIRST_SENTENCE_SPLIT_CHARS:
+        cut = first_clause(rest)
+        if cut:
+            return [cut[0]], rest[rest.index(cut[0]) + len(cut[0]) :].lstrip()
+    return complete, rest
 
 
 def _is_abbreviation(text: str, stop: int) -> bool:
@@ -374,12 +402,28 @@ class ReplySpeaker:
             reply.fed = reply.rest = ""
         reply.fed += delta
         complete, reply.rest = sentences(reply.rest + delta)
+        if not reply.count:
+            complete, reply.rest = _first_clause_apart(complete, reply.rest)
         self._enqueue(message_id, reply, complete)
 
-    async def finish(self, message_id: int, text: str | None = None) -> None:
-        """The reply is over (`text`: its final text, if known): speak the rest, then `tts.end`."""
+    async def finish(self, message_id: int, text: str | None = None, *, status: str = "complete") -> None:
+        """The reply is over (`text`: its final text, if known): speak the rest, then `tts.end`.
+        `status` of the `tutor.message`: "interrupted" silences the reply at once (`tts.stop`
+        if any of it was spoken); "failed" speaks what was queued, not the unfinished rest."""
         if self.choice.off or message_id in self._stopped:
             return
+        if status == "interrupted":
+            reply = self._replies.get(message_id)
+            if reply is not None and reply.count and not reply.ended:
+                await self.stop("interrupted")
+            else:
+                self._replies.pop(message_id, None)
+                self._stopped.add(message_id)
+            return
+        if status == "failed":
+            text = None
+            if message_id in self._replies:
+                self._replies[message_id].rest = ""
         reply = self._replies.get(message_id)
         if reply is None:
             self._forget_played()
@@ -393,7 +437,9 @@ class ReplySpeaker:
                 buffer += text[len(reply.fed):]
             elif not reply.count:
                 buffer = text  # nothing said yet: the final text replaces the deltas
-        complete, reply.rest = sentences(buffer, final=True)
+        complete, reply.rest = sentences(buffer, final=True) if status != "failed" else ([], "")
+        if not reply.count:
+            complete, _ = _first_clause_apart(complete, "")
         self._enqueue(message_id, reply, complete)
         if reply.count:
             self._queue.put_nowait(_End(message_id))
@@ -402,8 +448,11 @@ class ReplySpeaker:
             reply.ended = reply.acknowledged = True  # nothing to say (only code, say)
 
     async def stop(self, reason: str = "barge_in") -> None:
-        """Stop at once: queued sentences dropped, synthesis cancelled; `tts.stop` {reason}."""
-        self._stopped.update(self._replies)
+        """Stop at once: queued sentences dropped, synthesis cancelled; `tts.stop` {reason}.
+        Later text of the stopped replies is ignored, except after reason "restart" (another
+        model starts the reply over: its new text is spoken from the start)."""
+        if reason != "restart":
+            self._stopped.update(self._replies)
         self._replies.clear()
         self._queue = asyncio.Queue()
         worker, self._worker = self._worker, None

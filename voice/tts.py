@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -81,7 +82,18 @@ def tts_choice_for(*, persona: Any = None, mode: str | None = None, usage: dict 
 def _piper_engine() -> TtsEngine:
     from voice.providers.piper import PiperEngine
 
-    return PiperEngine()
+    engine = PiperEngine()
+    # The first listener of this process: load the model now, in the background, so the first
+    # reply does not wait the ~0.7 s of loading on top of its first sentence.
+    threading.Thread(target=_warm_up, args=(engine,), name="piper-warm-up", daemon=True).start()
+    return engine
+
+
+def _warm_up(engine: Any) -> None:
+    try:
+        engine.warm_up()
+    except Exception as exc:  # the first sentence will report it and fall back
+        logger.warning("piper could not load: %s", exc)
 
 
 @cache

@@ -300,6 +300,11 @@ export class VoiceIO {
           );
           return true;
         }
+        if (data.code === "binary_not_supported" && this.listening) {
+          this.stop(); // this route takes no audio: stop before the rate limit closes the socket
+          this.onNotice("This page cannot take speech; please type.");
+          return true;
+        }
         return false;
       default:
         return false;

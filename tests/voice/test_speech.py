@@ -361,3 +361,53 @@ async def test_a_restarted_reply_drops_its_unfinished_sentence():
     await speaker.finish(8)
     await client.until(lambda: "tts.end" in client.types())
     assert [e["text"] for e in client.events("tts.audio")] == ["Said already.", "A new start."]
+
+
+async def test_a_long_first_sentence_is_spoken_from_its_first_clause():
+    speaker, client = speaker_for(FakeEngine())
+    await speaker.feed(4, "Recursion needs a base case, or the function never stops calling")
+    await client.until(lambda: len(client.events("tts.audio")) == 1)  # before the full stop
+    await speaker.feed(4, " itself. Later sentences, even long ones like this one, stay whole.")
+    await speaker.finish(4)
+    await client.until(lambda: "tts.end" in client.types())
+    assert [e["text"] for e in client.events("tts.audio")] == [
+        "Recursion needs a base case,",
+        "or the function never stops calling itself.",
+        "Later sentences, even long ones like this one, stay whole.",
+    ]
+
+
+async def test_an_interrupted_reply_is_silenced_and_never_spoken_from_its_final_text():
+    hold = asyncio.Event()
+    speaker, client = speaker_for(FakeEngine(hold=hold))
+    await speaker.feed(5, "First sentence here. Second")
+    await client.until(lambda: client.audio() != b"")
+    await speaker.finish(5, "First sentence here. Second part cut", status="interrupted")
+    assert client.log[-1] == ("event", "tts.stop", {"reason": "interrupted"})
+    hold.set()
+
+    await speaker.finish(6, "Never streamed, then stopped.", status="interrupted")
+    await asyncio.sleep(0.05)
+    assert [e["message_id"] for e in client.events("tts.audio")] == [5]
+    assert not speaker.speaking
+
+
+async def test_a_failed_reply_says_what_was_complete_and_ends():
+    speaker, client = speaker_for(FakeEngine())
+    await speaker.feed(2, "Complete sentence. Half")
+    await speaker.finish(2, "Complete sentence. Half", status="failed")
+    await client.until(lambda: "tts.end" in client.types())
+    assert [e["text"] for e in client.events("tts.audio")] == ["Complete sentence."]
+
+
+async def test_after_a_restart_stop_the_reply_is_spoken_again_from_its_new_text():
+    hold = asyncio.Event()
+    speaker, client = speaker_for(FakeEngine(hold=hold))
+    await speaker.feed(3, "The first model said this. And")
+    await client.until(lambda: client.audio() != b"")
+    await speaker.stop("restart")
+    hold.set()
+    await speaker.feed(3, "The second model says this.")
+    await speaker.finish(3, "The second model says this.")
+    await client.until(lambda: "tts.end" in client.types())
+    assert [e["text"] for e in client.events("tts.audio")] == ["The first model said this.", "The second model says this."]

@@ -106,12 +106,17 @@ class PiperEngine:
         started = time.monotonic()
 
         def put(item: bytes | BaseException | None) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone (shutdown): nobody listens
+                cancelled.set()
 
         def run() -> None:
             try:
                 piper_voice = _voice(model_path)
                 with _synth_lock:
+                    if cancelled.is_set():  # stopped while waiting for the lock
+                        return
                     for chunk in piper_voice.synthesize(text):
                         if cancelled.is_set():
                             break
