@@ -24,6 +24,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("", include("courses.urls")),
     path("", include("sessions.urls")),
+    path("", include("analytics.urls")),
 ]
 
 if settings.DEBUG:

@@ -149,6 +149,20 @@ class DeepgramStandin:
                 return self.default_text
             return self.transcripts[0] if peek else self.transcripts.popleft()
 
+    def drop_connections(self) -> None:
+        """Cut every open connection now (as a network failure would)."""
+        assert self._loop is not None and self._server is not None
+        done = threading.Event()
+
+        def cut() -> None:
+            for connection in list(self._server.connections):
+                connection.standin_record.dropped = True  # type: ignore[attr-defined]
+                connection.transport.abort()
+            done.set()
+
+        self._loop.call_soon_threadsafe(cut)
+        done.wait(5)
+
     @property
     def base_url(self) -> str:
         """For DEEPGRAM_BASE_URL: the SDK appends /v1/listen."""

@@ -23,7 +23,7 @@ def standin(settings):
         settings.OPENAI_TRANSCRIBE_MODEL = "gpt-4o-mini-transcribe"
         settings.OPENAI_TTS_MODEL = "gpt-4o-mini-tts"
         settings.OPENAI_TTS_VOICE = "alloy"
-        settings.OPENAI_AUDIO_TIMEOUT_SECONDS = 5.0
+        settings.OPENAI_AUDIO_TIMEOUT_SECONDS = 10.0
         yield running
 
 
@@ -115,7 +115,7 @@ async def test_a_deepgram_stream_dying_mid_utterance_falls_back_to_openai_with_t
     standin, settings
 ):
     settings.DEEPGRAM_API_KEY = "dg-test-key"
-    settings.DEEPGRAM_CONNECT_TIMEOUT_SECONDS = 2.0
+    settings.DEEPGRAM_CONNECT_TIMEOUT_SECONDS = 10.0
     standin.script_transcriptions(Transcription("The whole question arrived."))
     switches = []
 
@@ -145,7 +145,7 @@ async def test_a_deepgram_stream_dying_mid_utterance_falls_back_to_openai_with_t
 async def test_speech_streams_pcm_chunks_as_they_arrive(standin, settings):
     settings.OPENAI_TTS_MODEL = "tts-1"
     pcm = tone_pcm(400)
-    standin.script_speech(Speech(pcm, chunks=4, chunk_delay=0.1))
+    standin.script_speech(Speech(pcm, chunks=4, chunk_delay=0.2))
     engine = OpenAISpeechEngine()
     received = []
     written_when_first_arrived = None
@@ -209,7 +209,9 @@ async def test_transcription_and_speech_record_usage_with_units_and_cost(standin
     context = {"tenant_id": tenant.id, "course_id": course.id}
 
     await transcribe(speech(2000), StreamOptions(usage=context))
-    await speak(OpenAISpeechEngine(usage=context), "x" * 200)
+    tts = OpenAISpeechEngine(usage=context)
+    await speak(tts, "x" * 200)
+    await tts.drain()
     standin.script_transcriptions(Status(500))
     with pytest.raises(SttUnavailable):
         await transcribe(speech(500), StreamOptions(usage=context))
@@ -223,6 +225,21 @@ async def test_transcription_and_speech_record_usage_with_units_and_cost(standin
     assert events[0].model == "gpt-4o-mini-transcribe" and events[1].model == "gpt-4o-mini-tts"
     assert all(e.course_id == course.id for e in events)
     assert "500" in events[2].error
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_speech_the_listener_stopped_is_recorded_as_cancelled_with_all_its_characters(standin, tenant):
+    from analytics.models import UsageEvent
+
+    standin.script_speech(Speech(tone_pcm(400), chunks=4, chunk_delay=0.05))
+    tts = OpenAISpeechEngine(usage={"tenant_id": tenant.id})
+    chunks = tts.synthesize("Stop me after the first chunk.")
+    await anext(chunks)
+    await chunks.aclose()
+    await tts.drain()
+
+    event = await UsageEvent.objects.aget()
+    assert (event.kind, event.outcome, event.units) == ("tts", "cancelled", Decimal(30))
 
 
 async def test_nothing_is_announced_without_a_tenant(standin):

@@ -44,7 +44,7 @@ from voice.providers.base import (
     Transcript,
     pcm_ms,
 )
-from voice.providers.usage import speech_usage_record, usage_cost
+from voice.providers.usage import UsageRecorder, usage_cost
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,20 @@ def deepgram_environment(base_url: str) -> DeepgramClientEnvironment:
     ws = base_url.rstrip("/")
     http = ws.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
     return DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
+
+
+# Building an AsyncDeepgramClient costs ~85 ms here (its REST httpx client loads the CA bundle);
+# the live WebSocket uses only its URL and headers, so one client per key and host is shared,
+# across event loops too.
+_clients: dict[tuple[str, str], AsyncDeepgramClient] = {}
+
+
+def deepgram_client(*, api_key: str, base_url: str) -> AsyncDeepgramClient:
+    client = _clients.get((api_key, base_url))
+    if client is None:
+        client = AsyncDeepgramClient(api_key=api_key, environment=deepgram_environment(base_url))
+        _clients[(api_key, base_url)] = client
+    return client
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +116,8 @@ class DeepgramStream:
         self.options = options
         self.on_partial = on_partial
         self.model = settings.DEEPGRAM_MODEL
-        self._client = AsyncDeepgramClient(
-            api_key=engine.api_key, environment=deepgram_environment(engine.base_url)
-        )
+        self.usage = UsageRecorder(options.usage)
+        self._client = deepgram_client(api_key=engine.api_key, base_url=engine.base_url)
         self._context: AbstractAsyncContextManager[AsyncV1SocketClient] | None = None
         self._socket: AsyncV1SocketClient | None = None
         self._reader: asyncio.Task | None = None
@@ -260,15 +273,17 @@ class DeepgramStream:
     async def _keep_alive(self) -> None:
         interval = float(settings.DEEPGRAM_KEEPALIVE_SECONDS)
         while not self._closed:
-            await asyncio.sleep(max(0.01, self._last_send + interval - time.monotonic()))
-            if self._closed or not self._alive or self._socket is None:
+            delay = self._last_send + interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
                 continue
-            if time.monotonic() - self._last_send < interval:
+            if not self._alive or self._socket is None:
+                await asyncio.sleep(interval)  # gone while idle: the next feed reconnects
                 continue
             try:
                 await self._socket.send_keep_alive()
                 self._last_send = time.monotonic()
-            except Exception as exc:  # found dead while idle: the next feed reconnects
+            except Exception as exc:
                 logger.info("deepgram keep-alive failed: %s", _describe(exc))
                 self._alive = False
 
@@ -351,13 +366,12 @@ class DeepgramStream:
             latency_ms=latency_ms,
         )
         self._next_utterance()
-        await self._record(seconds, latency_ms)
+        self._record(seconds, latency_ms)
         return transcript
 
     async def _fail_utterance(self, started: float, reason: str, outcome: str) -> None:
         latency_ms = round((time.monotonic() - started) * 1000)
-        await speech_usage_record(
-            self.options.usage,
+        self.usage.record(
             kind="stt",
             provider=self.provider,
             model=self.model,
@@ -374,9 +388,8 @@ class DeepgramStream:
         self._utterance_offset = self._sent_bytes / (BYTES_PER_MS * 1000)
         self._reconnected = False
 
-    async def _record(self, seconds: Decimal, latency_ms: int) -> None:
-        await speech_usage_record(
-            self.options.usage,
+    def _record(self, seconds: Decimal, latency_ms: int) -> None:
+        self.usage.record(
             kind="stt",
             provider=self.provider,
             model=self.model,
@@ -400,6 +413,7 @@ class DeepgramStream:
             await self._disconnect()
         except Exception:
             logger.warning("closing the deepgram stream failed", exc_info=True)
+        await self.usage.drain()
 
 
 def _describe(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ from voice.providers.base import (
     TtsUnavailable,
     pcm_ms,
 )
-from voice.providers.usage import speech_usage_record, usage_cost
+from voice.providers.usage import UsageRecorder, usage_cost
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ class OpenAITranscriptionStream:
         self.engine = engine
         self.options = options
         self.prompt = keywords_prompt(options.keywords)
+        self.usage = UsageRecorder(options.usage)
         self._audio = bytearray()
 
     async def feed(self, pcm: bytes) -> None:
@@ -154,10 +155,10 @@ class OpenAITranscriptionStream:
             )
         except openai.OpenAIError as exc:
             message, outcome = describe_openai_error(exc)
-            await self._record(Decimal(0), started, outcome=outcome, error=message)
+            self._record(Decimal(0), started, outcome=outcome, error=message)
             raise SttUnavailable(f"openai transcription: {message}") from exc
         seconds = Decimal(duration_ms) / 1000
-        latency_ms = await self._record(seconds, started)
+        latency_ms = self._record(seconds, started)
         return Transcript(
             text=(result.text or "").strip(),
             is_final=True,
@@ -167,10 +168,9 @@ class OpenAITranscriptionStream:
             latency_ms=latency_ms,
         )
 
-    async def _record(self, seconds: Decimal, started: float, *, outcome: str = "ok", error: str = "") -> int:
+    def _record(self, seconds: Decimal, started: float, *, outcome: str = "ok", error: str = "") -> int:
         latency_ms = round((time.monotonic() - started) * 1000)
-        await speech_usage_record(
-            self.options.usage,
+        self.usage.record(
             kind="stt",
             provider=self.provider,
             model=self.engine.model,
@@ -184,6 +184,7 @@ class OpenAITranscriptionStream:
 
     async def aclose(self) -> None:
         self._audio = bytearray()
+        await self.usage.drain()
 
 
 # --- Text to speech ------------------------------------------------------------------------------
@@ -210,6 +211,11 @@ class OpenAISpeechEngine:
         self.base_url = settings.OPENAI_BASE_URL if base_url is None else base_url
         self.model = model or settings.OPENAI_TTS_MODEL
         self.usage = dict(usage or {})
+        self._usage = UsageRecorder(self.usage)
+
+    async def drain(self) -> None:
+        """Wait for the usage records still being written (they never hold up the audio)."""
+        await self._usage.drain()
 
     async def synthesize(self, text: str, *, voice: str = "") -> AsyncIterator[bytes]:
         if not self.api_key:
@@ -241,8 +247,7 @@ class OpenAISpeechEngine:
         finally:
             # Billed by characters sent: a reply cut short by the listener still costs them all.
             characters = Decimal(len(text)) if outcome in ("ok", "cancelled") else Decimal(0)
-            await speech_usage_record(
-                self.usage,
+            self._usage.record(
                 kind="tts",
                 provider=self.name,
                 model=self.model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 
@@ -51,3 +52,29 @@ async def speech_usage_record(
         )
     except Exception:
         logger.warning("could not record %s usage for %s", kind, provider, exc_info=True)
+
+
+class UsageRecorder:
+    """Usage records written in the background, so a transcript is not held up by a database
+    write; `drain()` (a stream's `aclose`) waits for the ones still running."""
+
+    def __init__(self, context: dict):
+        self.context = context
+        self._tasks: set[asyncio.Task] = set()
+
+    def record(self, **fields) -> None:
+        if not self.context.get("tenant_id"):
+            return
+        try:
+            task = asyncio.create_task(speech_usage_record(self.context, **fields), name="speech-usage")
+        except RuntimeError:  # no running loop (a generator finalized at shutdown): logged, dropped
+            logger.warning(
+                "no event loop to record %s usage for %s", fields.get("kind"), fields.get("provider")
+            )
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
