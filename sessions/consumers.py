@@ -469,6 +469,8 @@ class RoomConsumer(RoomVoiceMixin, ReplayMixin, RealtimeConsumer):
 
     async def tutor_cancel(self, message: dict) -> None:
         """A stop pressed in another process, or the session ending: the reply may run here."""
+        if self.voice_cancel_stale(message):
+            return
         await room_tutor.room_tutor_stop(self.object_id)
 
     async def room_moved(self, message: dict) -> None:
@@ -545,6 +547,8 @@ class ConversationConsumer(ConversationVoiceMixin, RealtimeConsumer):
 
     async def tutor_cancel(self, message: dict) -> None:
         """A stop pressed on a socket of another process: the reply may be running here."""
+        if self.voice_cancel_stale(message):
+            return
         await turn.turn_cancel(self.object_id)
 
 

@@ -11,6 +11,7 @@ toolkit itself is voice/live.py (`VoiceConnection`), which never imports `sessio
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -51,6 +52,14 @@ def _wav(utterance: Any, keep: bool) -> bytes | None:
     return pcm_to_wav(audio)
 
 
+def _event_data(message: dict) -> dict:
+    try:
+        data = json.loads(message["text"]).get("data")
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class VoiceMixin:
     """The voice side of a consumer: binary frames, `audio.end`, `transcript.client`,
     `voice.config`, `tts.done`; it is the `VoiceHost` of its `VoiceConnection`."""
@@ -58,6 +67,7 @@ class VoiceMixin:
     accepts_binary = True
     voice: VoiceConnection | None = None
     _tutor_streaming = False
+    _tutor_reply_id: int | None = None
     _voice_speaker: dict[str, Any] | None = None
     _voice_usage: dict[str, Any] | None = None
 
@@ -99,10 +109,23 @@ class VoiceMixin:
     def tutor_speaking(self) -> bool:
         return self._tutor_streaming
 
+    def voice_cancel_stale(self, message: dict) -> bool:
+        """A barge-in's `tutor.cancel` names the reply it stops: once that reply closed here (its
+        `tutor.message` came first), the cancel must not stop the reply to the new utterance."""
+        reply_id = message.get("message_id")
+        return reply_id is not None and reply_id != self._tutor_reply_id
+
+    def _cancel_event(self) -> dict:
+        return {"type": "tutor.cancel", "message_id": self._tutor_reply_id}
+
     async def dispatch(self, message: dict) -> None:
         event_type = message["type"]
         if event_type in TUTOR_EVENTS:
             self._tutor_streaming = event_type != "tutor.message"
+            if event_type == "tutor.thinking":  # once a reply: worth reading its id
+                self._tutor_reply_id = _event_data(message).get("message_id")
+            elif event_type == "tutor.message":
+                self._tutor_reply_id = None
             if self.voice is not None and self.voice.speaking_on and event_type != "tutor.thinking":
                 await super().dispatch(message)
                 await self.voice.tutor_event(event_type, message["text"])
@@ -211,8 +234,9 @@ class RoomVoiceMixin(VoiceMixin):
         group = groups.room_group(self.object_id)
         # Speech first (it is what the room hears), then the reply, whose close follows.
         await group_send_async(group, group_event("tts.stop", {"reason": "barge_in"}))
+        cancel = self._cancel_event()
         await room_tutor.room_tutor_stop(self.object_id)
-        await group_send_async(group, {"type": "tutor.cancel"})
+        await group_send_async(group, cancel)
 
 
 class ConversationVoiceMixin(VoiceMixin):
@@ -258,8 +282,11 @@ class ConversationVoiceMixin(VoiceMixin):
         await turn.turn_start(plan)
 
     async def voice_barge_in(self) -> None:
-        await group_send_async(groups.conversation_group(self.object_id), group_event("tts.stop", {"reason": "barge_in"}))
-        await turn.turn_cancel_everywhere(self.object_id)
+        group = groups.conversation_group(self.object_id)
+        await group_send_async(group, group_event("tts.stop", {"reason": "barge_in"}))
+        cancel = self._cancel_event()
+        await turn.turn_cancel(self.object_id)
+        await group_send_async(group, cancel)
 
 
 class LectureVoiceMixin(VoiceMixin):

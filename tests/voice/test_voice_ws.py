@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from sessions.models import LiveSession, TranscriptSegment
 from tests import factories
 from tests.sessions.conftest import open_socket
+from tests.support.openai_standin import openai_standin  # noqa: F401  (a fixture)
 from tests.voice.live_support import ScriptedEngine, pcm, say, use_fake_voice
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
@@ -283,4 +284,64 @@ async def test_browser_speech_gets_the_reply_as_text_to_speak(room, assigned_stu
     await socket.send({"type": "chat.message", "data": {"text": "How does a for loop over range(3) work?"}})
     speak = await until(socket, "tts.speak", timeout=10)
     assert speak["data"]["text"]
+    await socket.close()
+
+
+async def test_partials_are_throttled_per_speaker_and_finals_always_go_out(settings):
+    from tests.voice.live_support import FakeUtterance
+    from voice.live import VoiceConnection
+    from voice.providers.base import Transcript
+
+    settings.VOICE_PARTIALS_PER_SECOND = 5
+
+    class Host:
+        def __init__(self):
+            self.partials, self.finals = [], []
+
+        def tutor_speaking(self):
+            return False
+
+        async def voice_partial(self, transcript, *, offset_ms):
+            self.partials.append(transcript.text)
+
+        async def voice_final(self, utterance, *, offset_ms, answer):
+            self.finals.append((utterance.text, answer))
+
+    host = Host()
+    voice = VoiceConnection(host)
+    for n in range(10):  # ten partials at once: one goes out, the final carries the rest
+        await voice.on_partial(Transcript(text=f"word {n}", is_final=False, provider="pocketsphinx"))
+    await voice.on_final(FakeUtterance(text="word 9 done", provider="pocketsphinx"))
+    await voice.on_final(FakeUtterance(text="mhm", provider="pocketsphinx"))
+    assert host.partials == ["word 0"]
+    assert host.finals == [("word 9 done", True), ("mhm", False)]  # a backchannel starts no turn
+
+
+async def test_speaking_over_the_tutor_in_a_practice_conversation_stops_it(
+    settings, student, course, monkeypatch, openai_standin  # noqa: F811  (the fixture imported above)
+):
+    from tests.sessions.tutor_fixtures import online_model
+    from tests.support.openai_standin import Reply
+
+    settings.VOICE_BARGE_IN_MS = 300
+    await database_sync_to_async(online_model)(settings, openai_standin)
+    course.guardrail_enabled = False
+    await database_sync_to_async(course.save)()
+    conversation = await database_sync_to_async(factories.ConversationFactory)(
+        course=course, student=student, mode="socratic", persona=None
+    )
+    openai_standin.script(Reply(" ".join(["A loop repeats."] * 50), chunk_delay=0.05), Reply("Second answer."))
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["wait what is a function"])])
+    socket = await open_socket(f"/ws/conversations/{conversation.pk}/", user=student.user)
+    assert (await socket.receive())["type"] == "conversation.status"
+    await socket.send({"type": "chat.message", "data": {"text": "What is a loop?"}})
+    await until(socket, "tutor.delta")
+    await say(socket, ms=600)
+    assert (await until(socket, "tts.stop"))["data"] == {"reason": "barge_in"}
+    stopped = await until(socket, "tutor.message")
+    assert stopped["data"]["status"] == "interrupted"
+    question = await until(socket, "transcript.final")
+    assert question["data"]["text"] == "wait what is a function"
+    answer = await until(socket, "tutor.message", timeout=10)
+    assert answer["data"]["text"] == "Second answer.", answer
     await socket.close()
