@@ -92,3 +92,17 @@ def test_a_student_speaks_and_the_room_shows_the_words(browser, server_url):
     assert student.js_errors == [] and monitor.js_errors == []
     context.close()
     professor_context.close()
+
+
+def test_the_professors_lecture_mic_fills_the_monitors_lecture_block(browser, server_url):
+    context, monitor = _page(browser)
+    build_and_start_session(monitor, server_url)
+    expect(monitor.locator("[data-lecture-empty]")).to_be_visible()
+
+    monitor.get_by_role("button", name="Lecture mic").click()
+    lines = monitor.locator("#lecture-lines li").filter(has_text=re.compile("for loop"))
+    expect(lines.first).to_be_visible(timeout=30_000)
+    expect(monitor.locator("[data-lecture-empty]")).to_be_hidden()
+    monitor.get_by_role("button", name="Stop lecture mic").click()
+    assert monitor.js_errors == []
+    context.close()
