@@ -282,7 +282,7 @@ export function initLectureBlock(root = document, keep = 8) {
   const partial = root.getElementById("lecture-partial");
   const engine = root.getElementById("voice-engine");
   const empty = root.querySelector("[data-lecture-empty]");
-  const seen = new Set();
+  const seen = new Set(list ? [...list.querySelectorAll("li[data-segment-id]")].map((li) => Number(li.dataset.segmentId)) : []);
   function onMessage(message) {
     const data = message.data || {};
     if (message.type === "voice.engine" && engine) {

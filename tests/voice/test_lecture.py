@@ -140,3 +140,19 @@ async def test_lecture_speech_needs_a_live_session(professor, course, monkeypatc
     await say(lecture, ms=200)
     assert (await until(lecture, "error"))["data"]["code"] == "session_not_live"
     await lecture.close()
+
+
+def test_the_monitor_page_shows_the_latest_lecture_lines_and_a_past_stt_switch(client, live_session, professor):
+    from sessions import live
+
+    for n in range(3):
+        live.lecture_line_post(session=live_session, user=professor.user, text=f"today we look at loops part {n}")
+    live.stt_switch_record(
+        tenant_id=live_session.tenant_id, session_id=live_session.pk, room_id=None, course_id=live_session.course_id,
+        user_id=professor.user.pk, from_engine="deepgram", to_engine="pocketsphinx", reason="503",
+    )
+    client.force_login(professor.user)
+    page = client.get(reverse("session-monitor", args=[live_session.pk])).content.decode()
+    block = page[page.index('id="lecture-lines"'):page.index('id="lecture-partial"')]
+    assert [f"today we look at loops part {n}" in block for n in range(3)] == [True, True, True]
+    assert "Speech recognition: deepgram failed (503); pocketsphinx took over." in page
