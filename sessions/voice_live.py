@@ -84,8 +84,9 @@ class VoiceMixin:
     async def _voice_persona(self) -> Any:
         return await database_sync_to_async(self.voice_persona_sync)()
 
-    def voice_persona_sync(self) -> Any:
-        return None
+    def voice_persona_sync(self) -> tuple[Any, dict[str, Any]]:
+        """(the persona whose voice speaks here, the usage context of its speech)."""
+        return None, {}
 
     # --- commands ------------------------------------------------------------------------
 
@@ -200,9 +201,10 @@ class RoomVoiceMixin(VoiceMixin):
         )
         return scope, {"id": self.user.pk, "name": self.user.display_name, "kind": "student"}
 
-    def voice_persona_sync(self) -> Any:
-        room = self.target
-        return room.session.persona or room.session.course.default_persona
+    def voice_persona_sync(self) -> tuple[Any, dict[str, Any]]:
+        session = self.target.session
+        usage = {"tenant_id": session.tenant_id, "course_id": session.course_id, "session_id": session.pk, "user_id": self.user.pk}
+        return session.persona or session.course.default_persona, usage
 
     async def voice_partial(self, transcript: Any, *, offset_ms: int) -> None:
         usage = self._voice_usage or {}
@@ -252,9 +254,11 @@ class ConversationVoiceMixin(VoiceMixin):
         )
         return scope, {"id": self.user.pk, "name": self.user.display_name, "kind": "student"}
 
-    def voice_persona_sync(self) -> Any:
+    def voice_persona_sync(self) -> tuple[Any, dict[str, Any]]:
         conversation = self.target
-        return conversation.persona or conversation.course.default_persona
+        usage = {"tenant_id": conversation.tenant_id, "course_id": conversation.course_id,
+                 "conversation_id": conversation.pk, "user_id": self.user.pk}
+        return conversation.persona or conversation.course.default_persona, usage
 
     async def voice_partial(self, transcript: Any, *, offset_ms: int) -> None:
         await live.transcript_partial_send(

@@ -272,12 +272,13 @@ class VoiceConnection:
             self.speaker = None
         self.tts = tts
         if tts != "off" and self.speaker is None:
-            persona = await self._persona_loader() if self._persona_loader else None
+            # (persona, usage context) of this socket: its tutor's voice, who pays for the speech.
+            persona, usage = await self._persona_loader() if self._persona_loader else (None, {})
             self.speaker = speaker_factory(
                 choice=tts_choice_factory(persona=persona, mode=tts),
                 send_event=self.host.send_event,
                 send_bytes=self._send_bytes,
-                usage=dict(self.scope.usage) if self.scope else {},
+                usage=usage,
             )
         await self.host.send_event("voice.config", {"tts": self.tts})
 
