@@ -27,6 +27,7 @@ import functools
 import hashlib
 import logging
 import multiprocessing
+import os
 import re
 import shutil
 import subprocess
@@ -151,10 +152,16 @@ class _Decoder:
 # loop: every decoder lives in its own process instead.
 
 _process_decoder: _Decoder | None = None
+# Decoder processes run at a lower priority than the process serving sockets: when the CPU is
+# short, finals come later rather than every connection's frames.
+DECODER_NICE = 10
 
 
-def _process_init() -> None:
+def _process_init(nice: int = 0) -> None:
     global _process_decoder
+    if nice:
+        with contextlib.suppress(OSError):
+            os.nice(nice)  # the web process's event loop before decoding
     _process_decoder = _Decoder()
 
 
@@ -194,7 +201,10 @@ class DecoderSlot:
 
     def __init__(self):
         self.executor = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_process_init
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_process_init,
+            initargs=(DECODER_NICE,),
         )
         self.executor.submit(_process_ready).result()  # blocks: create it with asyncio.to_thread
 
