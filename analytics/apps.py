@@ -15,3 +15,9 @@ class AnalyticsConfig(AppConfig):
         from sessions.signals import session_ended
 
         session_ended.connect(session_analytics_queue, dispatch_uid="analytics.session_analytics_queue")
+
+        from django.db.models.signals import post_migrate
+
+        from analytics.beat import beat_schedules_post_migrate
+
+        post_migrate.connect(beat_schedules_post_migrate, sender=self, dispatch_uid="analytics.beat_schedules")

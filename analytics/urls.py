@@ -17,4 +17,10 @@ urlpatterns = [
     ),
     path("courses/<int:course_id>/students/<int:student_id>/report/", views.student_report, name="student-report"),
     path("courses/<int:course_id>/analytics/", views.course_analytics, name="course-analytics"),
+    # Exports: the API's files (analytics/exports.py)
+    path(
+        "sessions/<int:session_id>/analytics.<str:fmt>",
+        views.session_analytics_export,
+        name="session-analytics-export",
+    ),
 ]

@@ -95,3 +95,13 @@ def course_analytics(request: HttpRequest, course_id: int) -> HttpResponse:
     if not user_can_teach(user=request.user, course=course):
         raise Forbidden("Only the course's professors see its analytics.")
     return render(request, "analytics/course_overview.html", {"course": course, "data": reports.course_overview(course=course)})
+
+
+@require_safe
+@login_required
+def session_analytics_export(request: HttpRequest, session_id: int, fmt: str) -> HttpResponse:
+    """The API's export files (analytics/exports.py), for the report's download links."""
+    from analytics import exports, selectors
+
+    access = selectors.analytics_access_full(user=request.user, session_id=session_id)
+    return exports.analytics_export(access=access, fmt=fmt)

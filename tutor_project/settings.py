@@ -464,10 +464,27 @@ if AUDIO_STORAGE_BUCKET:
         },
     }
 
+# --- Analytics (analytics/metrics.py) -----------------------------------------------------
+
+# A student addressed by a tutor question who stays silent this long while others speak: a
+# silence_after_question confusion point.
+ANALYTICS_SILENCE_SECONDS = env.float("ANALYTICS_SILENCE_SECONDS", default=60.0)
+# (repeated_question uses the live radar's ANALYTICS_REPEAT_WITHIN_LINES, default 8.)
+
 # --- Tests ---------------------------------------------------------------------------------
 
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
+
+# --- Usage, retention, data rights (issue 7; an-ops) --------------------------------------
+
+# Budget alerts go to tenant staff by e-mail; printed to the console unless configured.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ai-professor@localhost")
+# Rows the retention purge deletes per statement (memory stays constant however much expired).
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
 
 # --- Voice output (voice/tts.py, voice/speech.py) -------------------------------------------
 

@@ -444,14 +444,15 @@ export function initVoiceBar(container, { socket, onCaption = null } = {}) {
     onState: ({ listening, muted, recognition: kind }) => {
       container.dataset.listening = listening ? "true" : "false";
       if (mic) {
-        mic.setAttribute("aria-pressed", listening ? "true" : "false");
+        // The label says what a press does ("Stop microphone"), so no aria-pressed as well.
+        mic.dataset.state = listening ? "on" : "off";
         micLabel.textContent = listening
           ? mic.dataset.stopLabel || "Stop microphone"
           : mic.dataset.startLabel || "Start microphone";
       }
       if (mute) {
         mute.hidden = !listening;
-        mute.setAttribute("aria-pressed", muted ? "true" : "false");
+        mute.dataset.state = muted ? "on" : "off";
         mute.textContent = muted ? "Unmute" : "Mute";
       }
       if (meter) meter.hidden = !listening;

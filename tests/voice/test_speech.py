@@ -411,3 +411,47 @@ async def test_after_a_restart_stop_the_reply_is_spoken_again_from_its_new_text(
     await speaker.finish(3, "The second model says this.")
     await client.until(lambda: "tts.end" in client.types())
     assert [e["text"] for e in client.events("tts.audio")] == ["The first model said this.", "The second model says this."]
+
+
+# --- With the OpenAI voice (its local stand-in) -------------------------------------------------
+
+
+@pytest.fixture
+def openai_standin(settings):
+    standin_module = pytest.importorskip("tests.support.openai_standin")
+    pytest.importorskip("voice.providers.openai_audio")
+    with standin_module.OpenAIStandin() as running:
+        settings.OPENAI_API_KEY = "sk-test-key"
+        settings.OPENAI_BASE_URL = running.base_url
+        settings.OPENAI_AUDIO_TIMEOUT_SECONDS = 5.0
+        yield running, standin_module
+
+
+async def test_auto_speaks_with_the_openai_voice_of_the_persona(openai_standin):
+    standin, module = openai_standin
+    standin.script_speech(module.Speech(module.tone_pcm(300), chunks=3))
+
+    class Persona:
+        voice_openai, voice_piper, voice_browser = "nova", "joe", ""
+
+    client = Client()
+    speaker = ReplySpeaker(choice=tts_choice_for(persona=Persona(), mode="auto"), send_event=client.send_event,
+                           send_bytes=client.send_bytes, cache=SynthesisCache())
+    await speaker.finish(1, "Hello from the cloud.")
+    await client.until(lambda: "tts.end" in client.types())
+    audio = client.events("tts.audio")[0]
+    assert (audio["engine"], audio["sample_rate"]) == ("openai", 24000)
+    assert standin.speeches[-1]["voice"] == "nova" and standin.speeches[-1]["input"] == "Hello from the cloud."
+    assert len(client.audio()) == 300 * 48  # 300 ms at 24 kHz, 2 bytes a sample
+
+
+async def test_auto_falls_back_to_piper_when_openai_refuses(openai_standin):
+    standin, module = openai_standin
+    standin.script_speech(module.Status(500), module.Status(500))
+    client = Client()
+    speaker = ReplySpeaker(choice=tts_choice_for(mode="auto"), send_event=client.send_event,
+                           send_bytes=client.send_bytes, cache=SynthesisCache())
+    await speaker.finish(1, "The cloud is down. Piper speaks.")
+    await client.until(lambda: "tts.end" in client.types(), timeout=30)
+    assert [e["engine"] for e in client.events("tts.audio")] == ["piper", "piper"]
+    assert len(standin.speeches) == 1  # not asked again for the next sentence

@@ -50,6 +50,17 @@ async def test_piper_yields_a_chunk_per_sentence():
     assert len(chunks) == 2
 
 
+async def test_piper_serves_concurrent_sentences_from_one_model():
+    import asyncio
+
+    texts = ["The first of three.", "A second sentence, a little longer than the first.", "Third."]
+    results = await asyncio.gather(*(speak(PiperEngine(), text) for text in texts))
+    lengths = [len(pcm) for _, pcm in results]
+    for _, pcm in results:
+        assert_speech(pcm, 22050, min_seconds=0.3, max_seconds=6)
+    assert lengths[1] > lengths[0] > lengths[2]  # each got its own sentence's audio
+
+
 async def test_piper_with_an_unknown_voice_speaks_with_the_bundled_one():
     _, pcm = await speak(PiperEngine(), "Hello there.", voice="nobody")
     assert_speech(pcm, 22050, min_seconds=0.3, max_seconds=3)
@@ -82,6 +93,24 @@ async def test_espeak_takes_text_that_looks_like_options_as_text():
 async def test_espeak_with_an_unknown_voice_is_unavailable():
     with pytest.raises(TtsUnavailable):
         await speak(EspeakEngine(), voice="zz-nonexistent")
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed")
+async def test_espeak_stopped_after_its_first_chunk_leaves_no_process(monkeypatch):
+    import asyncio
+
+    started = []
+    real = asyncio.create_subprocess_exec
+
+    async def recording(*args, **kwargs):
+        started.append(await real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", recording)
+    stream = EspeakEngine().synthesize("A long sentence that keeps going. " * 20)
+    assert await anext(stream)
+    await stream.aclose()
+    assert started[0].returncode is not None  # killed and reaped
 
 
 async def test_espeak_without_its_binary_is_unavailable(tmp_path):
@@ -182,3 +211,12 @@ def test_an_unknown_mode_is_a_clear_error():
 def test_without_a_persona_the_default_voices_are_used():
     choice = tts_choice_for(mode="server")
     assert choice.voice_for("piper") == "" and choice.browser_voice == ""
+
+
+def test_a_wrong_voice_tts_setting_is_reported_by_the_system_check(settings):
+    from voice.checks import check_voice_output
+
+    settings.VOICE_TTS = "loud"
+    assert [problem.id for problem in check_voice_output(None)] == ["voice.E001"]
+    settings.VOICE_TTS = "server"
+    assert check_voice_output(None) == []  # piper and espeak-ng are here

@@ -221,3 +221,35 @@ def test_tts_stop_silences_at_once_and_drops_late_frames(page):
     assert result["playing"] == 1 and result["after"] == 0
     assert result["sent"] == [["tts.done", {"message_id": 4}]]  # nothing left to play
     assert result["handled"] is False  # other events stay the page's
+
+
+@pytest.mark.browser
+def test_the_lecture_mic_opens_its_own_socket_on_start_and_closes_it_on_stop(page):
+    result = page.evaluate(
+        """async () => {
+          document.body.innerHTML = `<div id="lecture-mic"><div data-voice>
+            <button type="button" data-voice-mic data-start-label="Lecture mic" data-stop-label="Stop lecture mic"><span data-label>Lecture mic</span></button>
+            <button type="button" data-voice-mute hidden>Mute</button>
+            <meter data-voice-level min="0" max="1" value="0" hidden></meter>
+            <p data-voice-status role="status"></p></div></div>`;
+          const { initLectureMic } = await import("/static/js/voice.js");
+          const log = [];
+          const connect = (url) => {
+            log.push(["connect", url]);
+            return { send: (type) => log.push(["send", type]), sendBinary: () => log.push(["binary"]), close: () => log.push(["close"]) };
+          };
+          const voice = initLectureMic(document.getElementById("lecture-mic"), { sessionId: 5, connect });
+          const mic = document.querySelector("[data-voice-mic]");
+          mic.click();
+          const wait = (test) => new Promise((resolve) => { const t = setInterval(() => { if (test()) { clearInterval(t); resolve(); } }, 20); });
+          await wait(() => log.some((e) => e[0] === "binary"));
+          const label = mic.textContent.trim();
+          mic.click();
+          await wait(() => log.some((e) => e[0] === "close"));
+          return { label, after: mic.textContent.trim(), kinds: [...new Set(log.map((e) => e[0]))], first: log[0], last: log.slice(-2), listening: voice.listening };
+        }"""
+    )
+    assert result["first"] == ["connect", "/ws/sessions/5/lecture/"]
+    assert result["label"] == "Stop lecture mic" and result["after"] == "Lecture mic"
+    assert result["last"] == [["send", "audio.end"], ["close"]]
+    assert result["listening"] is False

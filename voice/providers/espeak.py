@@ -82,8 +82,8 @@ class EspeakEngine:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
-                if outcome != "cancelled":
-                    await process.wait()
+                with contextlib.suppress(Exception):  # reap it: no zombie per stopped sentence
+                    await asyncio.wait_for(process.wait(), 2)
             if usage and outcome != "cancelled":
                 from voice.tts import tts_usage_record
 
