@@ -160,10 +160,11 @@ def room_status_broadcast(*, room_ids: list[int]) -> None:
 
 def room_line_post(
     *, room: BreakoutRoom, user: User, text: Any, source: str = TranscriptSegment.Source.TEXT,
-    provider: str = "", start_ms: int | None = None, end_ms: int | None = None,
+    provider: str = "", start_ms: int | None = None, end_ms: int | None = None, audio: bytes | None = None,
 ) -> TranscriptSegment:
     """A student's line in their room: persisted with the session's next seq, then broadcast as
-    `transcript.final` to the room and the monitor. DomainError for a bad line (nothing kept)."""
+    `transcript.final` to the room and the monitor. DomainError for a bad line (nothing kept).
+    `audio`: the utterance as WAV, kept in `segment.audio` (the tenant's keep_audio)."""
     text = message_text_clean(text)
     session = room.session
     _require_live(session)
@@ -177,6 +178,8 @@ def room_line_post(
             start_ms=start, end_ms=max(start, offset if end_ms is None else end_ms),
         )
         BreakoutRoom.objects.filter(pk=room.pk).update(last_activity_at=timezone.now())
+        if audio:
+            _segment_audio_save(segment, audio)
         _segment_broadcast(segment)
     return segment
 
@@ -384,3 +387,98 @@ def monitor_snapshot_events(*, session_id: int) -> list[tuple[str, Any]]:
         elif result:
             events.extend(result)
     return events
+
+
+# --- voice: the lecture, partial transcripts, STT engine switches ------------------------------
+
+
+def _segment_audio_save(segment: TranscriptSegment, wav: bytes) -> None:
+    """The utterance's WAV into default storage (filesystem or S3, settings "Audio storage")."""
+    from django.core.files.base import ContentFile
+
+    segment.audio.save(f"s{segment.session_id}-{segment.seq}.wav", ContentFile(wav), save=False)
+    TranscriptSegment.objects.filter(pk=segment.pk).update(audio=segment.audio.name)
+
+
+def lecture_line_post(
+    *, session: LiveSession, user: User, text: Any, provider: str = "",
+    start_ms: int | None = None, end_ms: int | None = None, audio: bytes | None = None,
+) -> TranscriptSegment:
+    """A line of the professor's lecture (the main room: `room` empty, speaker professor), said
+    into the lecture socket: persisted with the session's next seq, then `transcript.final`
+    (source speech) to the monitor. The room tutors read the latest ones into their prompt."""
+    text = message_text_clean(text)
+    _require_live(session)
+    offset = _offset_ms(session)
+    start = offset if start_ms is None else start_ms
+    with transaction.atomic():
+        seq = session_next_seq(session.pk)
+        segment = TranscriptSegment.objects.create(
+            session=session, room=None, seq=seq, speaker_kind=Speaker.PROFESSOR, speaker_user=user,
+            speaker_name=user.display_name, text=text, source=TranscriptSegment.Source.SPEECH,
+            provider=provider, start_ms=start, end_ms=max(start, offset if end_ms is None else end_ms),
+        )
+        if audio:
+            _segment_audio_save(segment, audio)
+        _segment_broadcast(segment)
+    return segment
+
+
+def session_offset_ms(session: LiveSession) -> int:
+    """Milliseconds since the session started (0 before): the clock of its segments."""
+    return _offset_ms(session)
+
+
+async def transcript_partial_send(
+    *, session_id: int | None, room_id: int | None, conversation_id: int | None = None,
+    speaker: dict[str, Any], text: str, start_ms: int, end_ms: int, provider: str,
+) -> None:
+    """`transcript.partial`: what a speaker is saying, before it is final. Not persisted, no
+    seq (the final replaces it), so it goes out at once rather than after a commit: to the room
+    and the session's monitor, or to a practice conversation."""
+    from sessions.realtime import group_event, group_send_async
+
+    data = {
+        "segment_id": None, "room_id": room_id, "speaker": speaker, "text": text, "source": "speech",
+        "start_ms": start_ms, "end_ms": max(start_ms, end_ms), "provider": provider,
+    }
+    targets = []
+    if conversation_id is not None:
+        data["conversation_id"] = conversation_id
+        targets.append(groups.conversation_group(conversation_id))
+    if room_id is not None:
+        targets.append(groups.room_group(room_id))
+    if session_id is not None:
+        targets.append(groups.session_monitor_group(session_id))
+    message = group_event("transcript.partial", data)
+    for group in targets:
+        await group_send_async(group, message)
+
+
+def stt_switch_record(
+    *, tenant_id: int, session_id: int | None, room_id: int | None, course_id: int | None,
+    user_id: int | None, from_engine: str, to_engine: str | None, reason: str,
+) -> None:
+    """An STT engine failed and the chain moved on: a UsageEvent (outcome error) for the failed
+    engine, `session.degraded["stt"]`, and `voice.engine` to the session's monitor."""
+    from courses.usage import record_provider_call
+
+    reason = (reason or "")[:300]
+    if from_engine:
+        record_provider_call(
+            tenant_id=tenant_id, kind="stt", provider=from_engine, model="", outcome="error", error=reason,
+            course_id=course_id, session_id=session_id, user_id=user_id,
+        )
+    if session_id is None:
+        return
+    with transaction.atomic():
+        locked = LiveSession.objects.select_for_update().filter(pk=session_id).first()
+        if locked is None:
+            return
+        degraded = dict(locked.degraded or {})
+        degraded["stt"] = {"from": from_engine, "to": to_engine, "reason": reason, "at": timezone.now().isoformat()}
+        LiveSession.objects.filter(pk=session_id).update(degraded=degraded)
+        broadcast_on_commit(
+            groups=[groups.session_monitor_group(session_id)], event_type="voice.engine",
+            data={"room_id": room_id, "from": from_engine, "to": to_engine, "reason": reason},
+        )

@@ -313,6 +313,10 @@ def session_monitor(request: HttpRequest, session_id: int) -> HttpResponse:
             "degraded_rows": _degraded_rows(data),
             "modes": SESSION_MODE_CHOICES,
             "mode_label": _mode_label(data["teaching_mode"]),
+            # voice-live: the lecture block's lines (later ones come through the socket's replay)
+            "lecture_lines": selectors.lecture_lines(
+                session_id=session.pk, up_to_seq=last_seq, limit=live.monitor_lines_per_room()
+            ),
             "monitor_config": {
                 "ws_path": routing.monitor_ws_path(session.pk),
                 "last_seq": last_seq,

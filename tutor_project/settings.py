@@ -260,6 +260,21 @@ OPENAI_TRANSCRIBE_MODEL = env.str("OPENAI_TRANSCRIBE_MODEL", default="gpt-4o-min
 OPENAI_TTS_MODEL = env.str("OPENAI_TTS_MODEL", default="gpt-4o-mini-tts")
 DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
 
+# --- Voice input (voice/vad.py, voice/pipeline.py) ------------------------------------------
+
+# Silence (ms) after speech that ends a turn: the utterance is finished and transcribed.
+VOICE_END_OF_TURN_MS = env.int("VOICE_END_OF_TURN_MS", default=700)
+# Voiced speech (ms) in one utterance before it counts as a barge-in candidate (on_speech).
+VOICE_BARGE_IN_MS = env.int("VOICE_BARGE_IN_MS", default=600)
+# webrtcvad aggressiveness, 0 (keeps most audio as speech) to 3 (most eager to call it noise).
+VOICE_VAD_AGGRESSIVENESS = env.int("VOICE_VAD_AGGRESSIVENESS", default=2)
+# Confirm each utterance with Silero VAD and drop what it rates as non-speech (clicks, noise).
+VOICE_VAD_CONFIRM = env.bool("VOICE_VAD_CONFIRM", default=False)
+# Pocketsphinx decodes and reports a partial transcript at most this often (ms of audio).
+VOICE_PARTIAL_INTERVAL_MS = env.int("VOICE_PARTIAL_INTERVAL_MS", default=300)
+# Pocketsphinx decoders kept per process (each holds its acoustic model, ~tens of MB).
+VOICE_POCKETSPHINX_DECODERS = env.int("VOICE_POCKETSPHINX_DECODERS", default=4)
+
 # --- Cloud speech (voice/providers/deepgram.py, voice/providers/openai_audio.py) -------------
 # Deepgram live model; nova-3 takes `keyterm` boosts, older models `keywords`.
 DEEPGRAM_MODEL = env.str("DEEPGRAM_MODEL", default="nova-3")
@@ -416,6 +431,38 @@ EMBEDDINGS_TIMEOUT_SECONDS = env.float("EMBEDDINGS_TIMEOUT_SECONDS", default=10.
 EMBEDDINGS_MIN_SIMILARITY = env.float("EMBEDDINGS_MIN_SIMILARITY", default=0.2)
 # The documents API's `status` choices get one schema name (another `status` enum exists).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.models.CourseDocument.Status"
+
+# --- Voice in live rooms, practice and the lecture (voice/live.py) --------------------------
+
+# Barge-in: VOICE_BARGE_IN_MS (above) of voiced audio over a speaking tutor, then words that are
+# not a backchannel ("mhm", "ok"), interrupt it.
+# `transcript.partial` events per second and speaker at most (finals always go out).
+VOICE_PARTIALS_PER_SECOND = env.float("VOICE_PARTIALS_PER_SECOND", default=5.0)
+# Lecture lines (the professor's, main room) a room tutor reads into its prompt.
+LECTURE_LINES = env.int("LECTURE_LINES", default=6)
+
+# --- Audio storage (utterance WAVs when a tenant keeps audio) ---------------------------------
+
+# Default storage: files under MEDIA_ROOT; with a bucket, any S3-compatible store (django-storages).
+AUDIO_STORAGE_BUCKET = env.str("AUDIO_STORAGE_BUCKET", default="")
+AUDIO_STORAGE_ENDPOINT_URL = env.str("AUDIO_STORAGE_ENDPOINT_URL", default="")
+AUDIO_STORAGE_ACCESS_KEY = env.str("AUDIO_STORAGE_ACCESS_KEY", default="")
+AUDIO_STORAGE_SECRET_KEY = env.str("AUDIO_STORAGE_SECRET_KEY", default="")
+AUDIO_STORAGE_REGION = env.str("AUDIO_STORAGE_REGION", default="")
+if AUDIO_STORAGE_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AUDIO_STORAGE_BUCKET,
+            "endpoint_url": AUDIO_STORAGE_ENDPOINT_URL or None,
+            "access_key": AUDIO_STORAGE_ACCESS_KEY or None,
+            "secret_key": AUDIO_STORAGE_SECRET_KEY or None,
+            "region_name": AUDIO_STORAGE_REGION or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
 
 # --- Analytics (analytics/metrics.py) -----------------------------------------------------
 

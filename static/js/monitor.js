@@ -175,8 +175,11 @@ export function initMonitor(root = document) {
     }
   }
 
+  const lecture = initLectureBlock(root, perRoom);
+
   function onMessage(message) {
     const data = message.data || {};
+    lecture.onMessage(message);
     switch (message.type) {
       case "transcript.final":
       case "tutor.message":
@@ -421,6 +424,43 @@ export function initRadar(root) {
   }
 
   return { alert, update };
+}
+
+// voice-live: the lecture's lines (room_id null) with the partial being said, and STT engine
+// switches (`voice.engine`: a failed engine and the one that took over, or none: browsers then
+// recognise speech themselves).
+export function initLectureBlock(root = document, keep = 8) {
+  const list = root.getElementById("lecture-lines");
+  const partial = root.getElementById("lecture-partial");
+  const engine = root.getElementById("voice-engine");
+  const empty = root.querySelector("[data-lecture-empty]");
+  const seen = new Set(list ? [...list.querySelectorAll("li[data-segment-id]")].map((li) => Number(li.dataset.segmentId)) : []);
+  function onMessage(message) {
+    const data = message.data || {};
+    if (message.type === "voice.engine" && engine) {
+      const where = data.room_id ? `room ${data.room_id}` : "the lecture";
+      engine.textContent = data.to
+        ? `Speech recognition (${where}): ${data.from} failed (${data.reason}); ${data.to} took over.`
+        : `Speech recognition (${where}): ${data.from || "every engine"} failed (${data.reason}); browsers recognise speech themselves.`;
+      engine.hidden = false;
+      return;
+    }
+    if (data.room_id !== null || !list) return;
+    if (message.type === "transcript.partial" && partial) {
+      partial.textContent = `${data.speaker ? data.speaker.name : "Professor"}: ${data.text} …`;
+      partial.hidden = !data.text;
+    } else if (message.type === "transcript.final" && !seen.has(data.segment_id)) {
+      seen.add(data.segment_id);
+      const li = root.createElement("li");
+      li.dataset.segmentId = data.segment_id;
+      li.innerHTML = `<time>${escapeHtml(clock(message.ts) || "")}</time> <strong>${escapeHtml(data.speaker ? data.speaker.name : "")}</strong>: ${escapeHtml(data.text || "")}`;
+      list.append(li);
+      while (list.children.length > keep) list.firstElementChild.remove();
+      if (partial) partial.hidden = true;
+      if (empty) empty.hidden = true;
+    }
+  }
+  return { onMessage };
 }
 
 if (typeof document !== "undefined" && document.getElementById("monitor-config")) {
