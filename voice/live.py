@@ -87,10 +87,12 @@ def speaker_factory(**kwargs: Any):
     return ReplySpeaker(**kwargs)
 
 
-def tts_choice_factory(persona: Any = None, mode: str = "server"):
+def tts_choice_factory(persona: Any = None, mode: str = "server", usage: dict | None = None):
+    """A client's "server" means the operator's choice (settings.VOICE_TTS: "auto" puts OpenAI
+    first when a key is set); "browser" and "off" are the client's own."""
     from voice.tts import tts_choice_for
 
-    return tts_choice_for(persona=persona, mode=mode)
+    return tts_choice_for(persona=persona, mode=None if mode == "server" else mode, usage=usage)
 
 
 def _barge_in_ms() -> int:
@@ -275,7 +277,7 @@ class VoiceConnection:
             # (persona, usage context) of this socket: its tutor's voice, who pays for the speech.
             persona, usage = await self._persona_loader() if self._persona_loader else (None, {})
             self.speaker = speaker_factory(
-                choice=tts_choice_factory(persona=persona, mode=tts),
+                choice=tts_choice_factory(persona=persona, mode=tts, usage=usage),
                 send_event=self.host.send_event,
                 send_bytes=self._send_bytes,
                 usage=usage,
