@@ -184,7 +184,7 @@ def parse_reply(text: str, *, seqs: set[int], topics: list[str]) -> tuple[list[L
     Unknown seqs, a seq given twice, unknown confusion labels are ignored; an unknown topic counts
     as none (the line's confusion label still stands)."""
     entries = _entries(_json_value(text))
-    if entries is None:
+    if entries is None or (entries and not any(isinstance(entry, dict) for entry in entries)):
         return None
     allowed = set(topics)
     labels: dict[int, Label] = {}
