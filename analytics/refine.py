@@ -210,10 +210,11 @@ def parse_reply(text: str, *, seqs: set[int], topics: list[str]) -> tuple[list[L
 
 
 def online_chain(session: Any) -> list:
-    """The tenant's chain without the offline tutor, budget applied ([] when nothing is online)."""
+    """The tenant's chain without the offline tutor and without models that cannot be called (no
+    API key), budget applied, as for the summary: [] when nothing is online."""
     from analytics.summary import _chain
 
-    return _chain(session)
+    return [spec for spec in _chain(session) if not spec.missing]
 
 
 async def _ask(*, session: Any, chain: list, prompt: str, lines: int) -> tuple[str, str]:

@@ -293,3 +293,12 @@ def test_parse_reply_is_defensive():
     assert labels == [refine.Label(3, "recursion", None)] and ignored == 2
     assert refine.parse_reply("no json here", seqs=seqs, topics=topics) is None
     assert refine.parse_reply('{"answer": 42}', seqs=seqs, topics=topics) is None
+
+
+def test_a_model_without_its_api_key_counts_as_offline(scripted, openai_standin, settings, monkeypatch):  # noqa: F811
+    session, _, _ = scripted
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = openai_standin.base_url, ""
+    factories.LLMModelFactory(tenant=session.tenant, position=1, model_name="no-key")
+    analytics = services.session_analytics_compute(session_id=session.pk)
+    assert openai_standin.requests == [] and analytics.participation["refine"]["status"] == "offline"
