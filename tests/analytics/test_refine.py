@@ -302,3 +302,16 @@ def test_a_model_without_its_api_key_counts_as_offline(scripted, openai_standin,
     factories.LLMModelFactory(tenant=session.tenant, position=1, model_name="no-key")
     analytics = services.session_analytics_compute(session_id=session.pk)
     assert openai_standin.requests == [] and analytics.participation["refine"]["status"] == "offline"
+
+
+def test_the_line_cap_is_honoured(scripted, online, settings):
+    session, _, _ = scripted
+    online.responder = _answer(lambda prompt: _json())
+    settings.ANALYTICS_REFINE_MAX_LINES = 3
+    analytics = services.session_analytics_compute(session_id=session.pk)
+    [prompt] = _classifications(online)
+    assert re.findall(r"^#(\d+) ", prompt, re.MULTILINE) == ["2", "4", "5"]
+    assert analytics.participation["refine"]["notes"] == ["only the first 3 of 10 student lines were sent"]
+    settings.ANALYTICS_REFINE_MAX_LINES = 0
+    analytics = services.session_analytics_compute(session_id=session.pk)
+    assert len(_classifications(online)) == 1 and analytics.participation["refine"]["status"] == "skipped"
