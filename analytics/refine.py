@@ -1,9 +1,10 @@
 """Topics covered and confusion points refined by the tenant's language model, when one is online.
 
 `progress_refine()` runs after the rule-based computation of a final result (analytics/services.py):
-it sends the student lines, numbered by seq and batched (BATCH_LINES a call), with the course's
-scope terms and the rooms' topics, through the tenant's model chain (sessions/tutor/chain.py, the
-offline tutor left out, as for the summary), using the active PromptTemplate of kind "analytics".
+it sends the student lines, numbered by seq and batched (BATCH_LINES a call, CONCURRENCY calls at
+once, all in one event loop), with the course's scope terms and the rooms' topics, through the
+tenant's model chain (sessions/tutor/chain.py; the offline tutor and models without their API key
+left out), using the active PromptTemplate of kind "analytics".
 The model answers strict JSON, for each seq a `topic` (a scope term, a room topic or "general") and
 a `confusion` (null, "stuck", "misconception" or "repeated_question"). The answers are merged:
 
@@ -20,6 +21,7 @@ rule-based result as it was. It never raises: the report says what happened and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -35,6 +37,7 @@ from analytics import confusion, metrics
 logger = logging.getLogger(__name__)
 
 BATCH_LINES = 60  # student lines per model call
+CONCURRENCY = 3  # model calls in flight at once
 LINE_CHARS = 300
 TOKENS_PER_LINE = 30  # the reply's budget: one short JSON entry a line
 LABELS = ("stuck", "misconception", "repeated_question")
@@ -102,17 +105,21 @@ def _short(text: str) -> str:
     return text if len(text) <= LINE_CHARS else text[: LINE_CHARS - 1] + "\u2026"
 
 
-def refine_prompt(
-    *, tenant_id: int, course: Any, lines: list[metrics.Line], rows: metrics.SessionInput,
-    names: dict[int, str], room_names: dict[int, str],
-) -> str:
-    """The rendered "analytics" prompt for one batch (the tenant's template, else the global one,
-    else the built-in default; a template that does not compile falls back to the default)."""
-    from courses.services import PROMPT_BODIES
+def prompt_body(*, tenant_id: int) -> str:
+    """The active "analytics" template: the tenant's, else the global one, else the built-in default."""
     from sessions.models import PromptTemplate
     from sessions.tutor.prompts import prompt_template_resolve
 
-    kind = PromptTemplate.Kind.ANALYTICS
+    return prompt_template_resolve(tenant_id=tenant_id, kind=PromptTemplate.Kind.ANALYTICS).body
+
+
+def refine_prompt(
+    *, body: str, course: Any, lines: list[metrics.Line], rows: metrics.SessionInput,
+    names: dict[int, str], room_names: dict[int, str],
+) -> str:
+    """The prompt for one batch of lines; a template that does not compile falls back to the default."""
+    from courses.services import PROMPT_BODIES
+
     context = Context({
         "course": {"code": course.code, "title": course.title},
         "scope_terms": list(rows.scope_terms),
@@ -125,11 +132,10 @@ def refine_prompt(
             for line in lines
         ],
     })
-    body = prompt_template_resolve(tenant_id=tenant_id, kind=kind).body
     try:
         text = _ENGINE.from_string(body).render(context)
     except TemplateSyntaxError:
-        text = _ENGINE.from_string(PROMPT_BODIES[kind][1]).render(context)
+        text = _ENGINE.from_string(PROMPT_BODIES["analytics"][1]).render(context)
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
@@ -236,6 +242,25 @@ async def _ask(*, session: Any, chain: list, prompt: str, lines: int) -> tuple[s
     return result.text, result.spec.model_name
 
 
+async def _ask_all(*, session: Any, chain: list, prompts: list[tuple[str, int]]) -> list[tuple[str, str]]:
+    """Every batch's (reply, model), CONCURRENCY calls at a time, in one event loop (so the model's
+    HTTP connections are reused). The first failure cancels the other calls and is raised."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+    replies: list[tuple[str, str]] = [("", "")] * len(prompts)
+
+    async def one(index: int, prompt: str, lines: int) -> None:
+        async with gate:
+            replies[index] = await _ask(session=session, chain=chain, prompt=prompt, lines=lines)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for index, (prompt, lines) in enumerate(prompts):
+                group.create_task(one(index, prompt, lines))
+    except BaseExceptionGroup as group_error:
+        raise group_error.exceptions[0] from None
+    return replies
+
+
 # --- merging -----------------------------------------------------------------------------------------
 
 
@@ -301,24 +326,26 @@ def _refine(
         lines = lines[:limit]
     report.lines = len(lines)
     topics = allowed_topics(rows)
+    body = prompt_body(tenant_id=session.tenant_id)
+    batches = [lines[start : start + BATCH_LINES] for start in range(0, len(lines), BATCH_LINES)]
+    prompts = [
+        (refine_prompt(body=body, course=session.course, lines=batch, rows=rows, names=names,
+                       room_names=room_names), len(batch))
+        for batch in batches
+    ]
+    try:
+        replies = async_to_sync(_ask_all)(session=session, chain=chain, prompts=prompts)
+    except Exception as exc:  # the chain failed: nothing is merged, not even the batches that answered
+        logger.info("session %s: LLM refinement unavailable (%s); rule-based result kept", session.pk, exc)
+        return RefineReport(status=FAILED, reason=f"the model chain failed: {exc}", lines=report.lines)
     labels: list[Label] = []
-    for start in range(0, len(lines), BATCH_LINES):
-        batch = lines[start : start + BATCH_LINES]
-        prompt = refine_prompt(
-            tenant_id=session.tenant_id, course=session.course, lines=batch, rows=rows, names=names,
-            room_names=room_names,
-        )
-        try:
-            text, report.model = async_to_sync(_ask)(session=session, chain=chain, prompt=prompt, lines=len(batch))
-        except Exception as exc:  # the chain failed: nothing is merged, not even earlier batches
-            logger.info("session %s: LLM refinement unavailable (%s); rule-based result kept", session.pk, exc)
-            return RefineReport(status=FAILED, reason=f"the model chain failed: {exc}", model=report.model,
-                                batches=report.batches + 1, lines=report.lines)
+    for number, (batch, (text, model)) in enumerate(zip(batches, replies, strict=True), start=1):
         report.batches += 1
+        report.model = report.model or model
         parsed = parse_reply(text, seqs={line.seq for line in batch}, topics=topics)
         if parsed is None:
             report.unusable_batches += 1
-            logger.info("session %s: LLM refinement batch %d was not JSON; ignored", session.pk, report.batches)
+            logger.info("session %s: LLM refinement batch %d was not JSON; ignored", session.pk, number)
             continue
         batch_labels, ignored = parsed
         labels.extend(batch_labels)
