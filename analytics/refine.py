@@ -252,12 +252,16 @@ async def _ask_all(*, session: Any, chain: list, prompts: list[tuple[str, int]])
         async with gate:
             replies[index] = await _ask(session=session, chain=chain, prompt=prompt, lines=lines)
 
+    from sessions.providers.openai_llm import openai_clients_close
+
     try:
         async with asyncio.TaskGroup() as group:
             for index, (prompt, lines) in enumerate(prompts):
                 group.create_task(one(index, prompt, lines))
     except BaseExceptionGroup as group_error:
         raise group_error.exceptions[0] from None
+    finally:
+        await openai_clients_close()  # this loop ends with the call: so do its connections
     return replies
 
 

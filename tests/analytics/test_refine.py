@@ -335,3 +335,24 @@ def test_one_failing_batch_discards_every_batch(scripted, online, monkeypatch):
     assert analytics.confusion_topics == rules.confusion_topics
     points = StudentProgress.objects.filter(session=session).values_list("confusion_points", flat=True)
     assert not any(point["signal"] == "llm" for row in points for point in row)
+
+
+def test_no_model_client_outlives_its_event_loop(scripted, online, monkeypatch):
+    """Summary and refinement each run a loop of their own (async_to_sync): their clients are
+    closed before it ends, so none is finalised later in another loop ("Event loop is closed")."""
+    from sessions.providers import openai_llm
+
+    made = []
+    real = openai_llm.openai_client
+
+    def recording(**kwargs):
+        client = real(**kwargs)
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(openai_llm, "openai_client", recording)
+    session, _, _ = scripted
+    online.responder = _answer(lambda prompt: _json())
+    services.session_analytics_compute(session_id=session.pk)
+    assert len(online.requests) == 2 and made
+    assert all(client.is_closed() for client in made)
