@@ -318,7 +318,7 @@ def _refine(
     lines = student_lines(rows, students)
     limit = max_lines()
     if not lines or limit <= 0:
-        reason = "no student lines" if lines or limit > 0 else "ANALYTICS_REFINE_MAX_LINES is 0"
+        reason = "ANALYTICS_REFINE_MAX_LINES is 0" if limit <= 0 else "no student lines"
         return RefineReport(status=SKIPPED, reason=reason)
     chain = online_chain(session)
     if not chain:

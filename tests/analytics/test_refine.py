@@ -315,6 +315,7 @@ def test_the_line_cap_is_honoured(scripted, online, settings):
     settings.ANALYTICS_REFINE_MAX_LINES = 0
     analytics = services.session_analytics_compute(session_id=session.pk)
     assert len(_classifications(online)) == 1 and analytics.participation["refine"]["status"] == "skipped"
+    assert analytics.participation["refine"]["reason"] == "ANALYTICS_REFINE_MAX_LINES is 0"
 
 
 def test_one_failing_batch_discards_every_batch(scripted, online, monkeypatch):
@@ -356,3 +357,14 @@ def test_no_model_client_outlives_its_event_loop(scripted, online, monkeypatch):
     services.session_analytics_compute(session_id=session.pk)
     assert len(online.requests) == 2 and made
     assert all(client.is_closed() for client in made)
+
+
+def test_a_session_where_no_student_spoke_is_skipped(course, professor, online):
+    from sessions.models import TranscriptSegment
+
+    session, _, _ = script.build(course=course, professor=professor)
+    TranscriptSegment.objects.filter(session=session, speaker_kind="student").delete()
+    analytics = services.session_analytics_compute(session_id=session.pk)
+    assert analytics.participation["refine"] == {**analytics.participation["refine"], "status": "skipped",
+                                                 "reason": "no student lines"}
+    assert _classifications(online) == []
