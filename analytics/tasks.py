@@ -13,6 +13,14 @@ def session_analytics_compute(session_id: int, final: bool = True) -> None:
     compute(session_id=session_id, final=final)
 
 
+@shared_task(name="analytics.segment_observe", acks_late=True, ignore_result=True)
+def segment_observe_task(segment_id: int, room_id: int | None = None) -> None:
+    """The live radar's look at one committed student line (analytics/live.py). Idempotent."""
+    from analytics.live import segment_observe
+
+    segment_observe(segment_id=segment_id, room_id=room_id)
+
+
 # --- scheduled work (analytics/beat.py installs the schedules) ---------------------------------
 
 

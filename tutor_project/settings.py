@@ -260,6 +260,21 @@ OPENAI_TRANSCRIBE_MODEL = env.str("OPENAI_TRANSCRIBE_MODEL", default="gpt-4o-min
 OPENAI_TTS_MODEL = env.str("OPENAI_TTS_MODEL", default="gpt-4o-mini-tts")
 DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
 
+# --- Voice input (voice/vad.py, voice/pipeline.py) ------------------------------------------
+
+# Silence (ms) after speech that ends a turn: the utterance is finished and transcribed.
+VOICE_END_OF_TURN_MS = env.int("VOICE_END_OF_TURN_MS", default=700)
+# Voiced speech (ms) in one utterance before it counts as a barge-in candidate (on_speech).
+VOICE_BARGE_IN_MS = env.int("VOICE_BARGE_IN_MS", default=600)
+# webrtcvad aggressiveness, 0 (keeps most audio as speech) to 3 (most eager to call it noise).
+VOICE_VAD_AGGRESSIVENESS = env.int("VOICE_VAD_AGGRESSIVENESS", default=2)
+# Confirm each utterance with Silero VAD and drop what it rates as non-speech (clicks, noise).
+VOICE_VAD_CONFIRM = env.bool("VOICE_VAD_CONFIRM", default=False)
+# Pocketsphinx decodes and reports a partial transcript at most this often (ms of audio).
+VOICE_PARTIAL_INTERVAL_MS = env.int("VOICE_PARTIAL_INTERVAL_MS", default=300)
+# Pocketsphinx decoders kept per process (each holds its acoustic model, ~tens of MB).
+VOICE_POCKETSPHINX_DECODERS = env.int("VOICE_POCKETSPHINX_DECODERS", default=4)
+
 # --- Cloud speech (voice/providers/deepgram.py, voice/providers/openai_audio.py) -------------
 # Deepgram live model; nova-3 takes `keyterm` boosts, older models `keywords`.
 DEEPGRAM_MODEL = env.str("DEEPGRAM_MODEL", default="nova-3")
@@ -417,6 +432,38 @@ EMBEDDINGS_MIN_SIMILARITY = env.float("EMBEDDINGS_MIN_SIMILARITY", default=0.2)
 # The documents API's `status` choices get one schema name (another `status` enum exists).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.models.CourseDocument.Status"
 
+# --- Voice in live rooms, practice and the lecture (voice/live.py) --------------------------
+
+# Barge-in: VOICE_BARGE_IN_MS (above) of voiced audio over a speaking tutor, then words that are
+# not a backchannel ("mhm", "ok"), interrupt it.
+# `transcript.partial` events per second and speaker at most (finals always go out).
+VOICE_PARTIALS_PER_SECOND = env.float("VOICE_PARTIALS_PER_SECOND", default=5.0)
+# Lecture lines (the professor's, main room) a room tutor reads into its prompt.
+LECTURE_LINES = env.int("LECTURE_LINES", default=6)
+
+# --- Audio storage (utterance WAVs when a tenant keeps audio) ---------------------------------
+
+# Default storage: files under MEDIA_ROOT; with a bucket, any S3-compatible store (django-storages).
+AUDIO_STORAGE_BUCKET = env.str("AUDIO_STORAGE_BUCKET", default="")
+AUDIO_STORAGE_ENDPOINT_URL = env.str("AUDIO_STORAGE_ENDPOINT_URL", default="")
+AUDIO_STORAGE_ACCESS_KEY = env.str("AUDIO_STORAGE_ACCESS_KEY", default="")
+AUDIO_STORAGE_SECRET_KEY = env.str("AUDIO_STORAGE_SECRET_KEY", default="")
+AUDIO_STORAGE_REGION = env.str("AUDIO_STORAGE_REGION", default="")
+if AUDIO_STORAGE_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AUDIO_STORAGE_BUCKET,
+            "endpoint_url": AUDIO_STORAGE_ENDPOINT_URL or None,
+            "access_key": AUDIO_STORAGE_ACCESS_KEY or None,
+            "secret_key": AUDIO_STORAGE_SECRET_KEY or None,
+            "region_name": AUDIO_STORAGE_REGION or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+
 # --- Analytics (analytics/metrics.py) -----------------------------------------------------
 
 # A student addressed by a tutor question who stays silent this long while others speak: a
@@ -432,6 +479,21 @@ ANALYTICS_REFINE_MAX_LINES = env.int("ANALYTICS_REFINE_MAX_LINES", default=600)
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
 
+# --- Live analytics: the confusion radar (issue 7) -----------------------------------------
+
+# Confusion signals count on the monitor's radar for this long (a sliding window).
+ANALYTICS_RADAR_WINDOW_MINUTES = env.int("ANALYTICS_RADAR_WINDOW_MINUTES", default=15)
+# At most one `analytics.update` per session this often (the last change is always sent).
+ANALYTICS_RADAR_DEBOUNCE_SECONDS = env.float("ANALYTICS_RADAR_DEBOUNCE_SECONDS", default=2.0)
+# Every this many student lines the session's participation is recomputed (final=False).
+ANALYTICS_LIVE_EVERY_LINES = env.int("ANALYTICS_LIVE_EVERY_LINES", default=20)
+# Without a broker that recomputation runs on a background thread of the process (not in the
+# consumers' shared database thread); tests switch it off to run it in line.
+ANALYTICS_LIVE_COMPUTE_IN_THREAD = env.bool("ANALYTICS_LIVE_COMPUTE_IN_THREAD", default=CELERY_TASK_ALWAYS_EAGER)
+# A question counts as repeated when the same student asked on the same topic within this many
+# earlier lines of the room.
+ANALYTICS_REPEAT_WITHIN_LINES = env.int("ANALYTICS_REPEAT_WITHIN_LINES", default=8)
+
 # --- Usage, retention, data rights (issue 7; an-ops) --------------------------------------
 
 # Budget alerts go to tenant staff by e-mail; printed to the console unless configured.
@@ -441,3 +503,11 @@ EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ai-professor@localhost")
 # Rows the retention purge deletes per statement (memory stays constant however much expired).
 RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
+
+# --- Voice output (voice/tts.py, voice/speech.py) -------------------------------------------
+
+# Who speaks the tutor's replies: "auto" (OpenAI speech if OPENAI_API_KEY, then piper, then
+# espeak-ng), "server" (piper, then espeak-ng: nothing leaves the server), "browser" (the client's
+# speechSynthesis reads the text) or "off". Except "off", the browser is the last resort when every
+# server engine fails.
+VOICE_TTS = env.str("VOICE_TTS", default="auto")
