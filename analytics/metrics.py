@@ -372,6 +372,59 @@ def participation(students: list[StudentMetrics]) -> dict[str, Any]:
     }
 
 
+def median_turns(students: Iterable[StudentMetrics]) -> float:
+    """The session's median turns of the students who spoke (1 if none did): engagement's k for turns."""
+    speaking = [m.turns for m in students if m.turns > 0]
+    return statistics.median(speaking) if speaking else 1.0
+
+
+def student_engagement(m: StudentMetrics, *, median: float) -> int:
+    """`engagement_score` of one student's computed metrics."""
+    return engagement_score(
+        explanations=len(m.evidence["explanations"]), questions=m.questions_asked,
+        topics=len(m.topics_covered), self_corrections=len(m.evidence["self_corrections"]),
+        turns=m.turns, median_turns=median,
+    )
+
+
+def room_rows(
+    inp: SessionInput, out: dict[int, StudentMetrics], rooms: dict[int | None, list[Line]]
+) -> list[dict[str, Any]]:
+    """One row per room (assigned students' rooms and rooms with lines), in room id order."""
+    rows = []
+    room_ids = sorted({s.room_id for s in inp.students if s.room_id is not None} | {r for r in rooms if r is not None})
+    for room_id in room_ids:
+        members = [m for m in out.values() if m.room_id == room_id]
+        rows.append({
+            "room_id": room_id,
+            "topic": inp.room_topics.get(room_id, ""),
+            "students": len(members),
+            "turns": sum(m.turns for m in members),
+            "words": sum(m.words for m in members),
+            "talk_time_ms": sum(m.talk_time_ms for m in members),
+            "confusion_count": sum(len(m.confusion_points) for m in members),
+            "engagement_avg": round(statistics.fmean([m.engagement_score for m in members]), 1) if members else 0.0,
+            "lines": len(rooms.get(room_id, [])),
+        })
+    return rows
+
+
+def confusion_topics(out: dict[int, StudentMetrics]) -> list[dict[str, Any]]:
+    """Confusion points of every student grouped by topic, most frequent first."""
+    topics: dict[str, dict[str, Any]] = {}
+    for m in out.values():
+        for point in m.confusion_points:
+            row = topics.setdefault(point["topic"], {"topic": point["topic"], "count": 0, "rooms": set(), "seqs": set()})
+            row["count"] += 1
+            if m.room_id is not None:
+                row["rooms"].add(m.room_id)
+            row["seqs"].add(point["seq"])
+    return [
+        {"topic": row["topic"], "count": row["count"], "rooms": sorted(row["rooms"]), "seqs": sorted(row["seqs"])}
+        for row in sorted(topics.values(), key=lambda row: (-row["count"], row["topic"]))
+    ]
+
+
 def session_metrics(inp: SessionInput) -> SessionMetrics:
     out = {
         s.student_id: StudentMetrics(student_id=s.student_id, room_id=s.room_id, evidence=_evidence())
@@ -385,46 +438,13 @@ def session_metrics(inp: SessionInput) -> SessionMetrics:
     for room_id, lines in rooms.items():
         _room_pass(room_id, lines, inp, out, topic_seqs, by_room_students.get(room_id, []))
 
-    speaking = [m.turns for m in out.values() if m.turns > 0]
-    median_turns = statistics.median(speaking) if speaking else 1.0
+    median = median_turns(out.values())
     for m in out.values():
         m.topics_covered = [{"topic": t, "segments": seqs} for t, seqs in topic_seqs[m.student_id].items()]
         m.confusion_points.sort(key=lambda point: (point["seq"], point["signal"]))
-        m.engagement_score = engagement_score(
-            explanations=len(m.evidence["explanations"]), questions=m.questions_asked,
-            topics=len(m.topics_covered), self_corrections=len(m.evidence["self_corrections"]),
-            turns=m.turns, median_turns=median_turns,
-        )
+        m.engagement_score = student_engagement(m, median=median)
 
-    room_rows = []
-    room_ids = sorted({s.room_id for s in inp.students if s.room_id is not None} | {r for r in rooms if r is not None})
-    for room_id in room_ids:
-        members = [m for m in out.values() if m.room_id == room_id]
-        room_rows.append({
-            "room_id": room_id,
-            "topic": inp.room_topics.get(room_id, ""),
-            "students": len(members),
-            "turns": sum(m.turns for m in members),
-            "words": sum(m.words for m in members),
-            "talk_time_ms": sum(m.talk_time_ms for m in members),
-            "confusion_count": sum(len(m.confusion_points) for m in members),
-            "engagement_avg": round(statistics.fmean([m.engagement_score for m in members]), 1) if members else 0.0,
-            "lines": len(rooms.get(room_id, [])),
-        })
-
-    topics: dict[str, dict[str, Any]] = {}
-    for m in out.values():
-        for point in m.confusion_points:
-            row = topics.setdefault(point["topic"], {"topic": point["topic"], "count": 0, "rooms": set(), "seqs": set()})
-            row["count"] += 1
-            if m.room_id is not None:
-                row["rooms"].add(m.room_id)
-            row["seqs"].add(point["seq"])
-    confusion_topics = [
-        {"topic": row["topic"], "count": row["count"], "rooms": sorted(row["rooms"]), "seqs": sorted(row["seqs"])}
-        for row in sorted(topics.values(), key=lambda row: (-row["count"], row["topic"]))
-    ]
     return SessionMetrics(
-        students=out, participation=participation(list(out.values())), rooms=room_rows,
-        confusion_topics=confusion_topics, lines=len(inp.lines),
+        students=out, participation=participation(list(out.values())), rooms=room_rows(inp, out, rooms),
+        confusion_topics=confusion_topics(out), lines=len(inp.lines),
     )

@@ -8,7 +8,9 @@ one StudentProgress per assigned student and the SessionAnalytics, and returns t
   newer one wrote (the SessionAnalytics row is locked while the result is written).
 - Idempotent: recomputing updates the same rows in place (same ids, same content).
 - final=True (the session ended, or a professor asked): status computing -> ready (or failed),
-  `progress` 0-100 stored as it goes, the summary through the LLM chain (extractive fallback).
+  `progress` 0-100 stored as it goes, the summary through the LLM chain (extractive fallback),
+  topics covered and confusion points refined by the chain when it has an online model
+  (analytics/refine.py; what happened in `participation["refine"]`).
 - final=False (during the session, every few new lines): the same numbers, the extractive
   summary only (a model-written one is kept), status "ready", `participation["final"]` False.
   Cheap: one pass over the lines, no model call. Once a session has ended and its final result
@@ -24,7 +26,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from analytics import metrics, summary
+from analytics import metrics, refine, summary
 from analytics.models import SessionAnalytics, StudentProgress
 from sessions.models import BreakoutRoom, LiveSession, RoomAssignment, Speaker, TranscriptSegment
 
@@ -161,6 +163,8 @@ def session_analytics_compute(
             session=session, lines=inp.lines, result=result, names=names, room_names=room_names,
             room_topics=inp.room_topics, terms=inp.scope_terms, use_llm=final,
         )
+        if final:  # topics and confusion refined by the tenant's online model, if any (analytics/refine.py)
+            refine.session_refine(session=session, rows=inp, result=result, names=names, room_names=room_names)
         _progress(session_id, 90, progress, store=final)
         analytics = _write(
             session_id=session_id, result=result, text=text, final=final,

@@ -150,10 +150,15 @@ async def _llm_summary(*, session: Any, prompt: str) -> Summary:
         messages=[{"role": "user", "content": prompt}], model="", temperature=0.3,
         max_tokens=SUMMARY_MAX_TOKENS, purpose="summary",
     )
+    from sessions.providers.openai_llm import openai_clients_close
+
     scope = UsageScope(tenant_id=session.tenant_id, course_id=session.course_id, session_id=session.pk)
-    async with ChainRun(chain=session.summary_chain, request=request, scope=scope) as run:
-        async for _event in run:
-            pass
+    try:
+        async with ChainRun(chain=session.summary_chain, request=request, scope=scope) as run:
+            async for _event in run:
+                pass
+    finally:
+        await openai_clients_close()  # this loop (async_to_sync's) ends with the call: so do its connections
     result = run.result
     if result is None or result.offline or not result.text.strip():
         raise ValueError("no usable summary from the model chain")

@@ -470,6 +470,9 @@ if AUDIO_STORAGE_BUCKET:
 # silence_after_question confusion point.
 ANALYTICS_SILENCE_SECONDS = env.float("ANALYTICS_SILENCE_SECONDS", default=60.0)
 # (repeated_question uses the live radar's ANALYTICS_REPEAT_WITHIN_LINES, default 8.)
+# Final runs with an online model: at most this many student lines are sent for the model to
+# classify (topic, confusion; analytics/refine.py), 60 a call; 0 turns the refinement off.
+ANALYTICS_REFINE_MAX_LINES = env.int("ANALYTICS_REFINE_MAX_LINES", default=600)
 
 # --- Tests ---------------------------------------------------------------------------------
 

@@ -75,7 +75,7 @@ def test_llm_summary_through_the_tenants_chain(course, professor, openai_standin
     session, _, _ = script.build(course=course, professor=professor)
     analytics = services.session_analytics_compute(session_id=session.pk)
     assert analytics.summary == "1. Topics covered: recursion" and analytics.summary_offline is False
-    prompt = openai_standin.requests[-1]["json"]["messages"][0]["content"]
+    prompt = openai_standin.requests[0]["json"]["messages"][0]["content"]  # the summary; the refinement follows
     assert "I don't get recursion at all" in prompt and "CS101" in prompt
     assert UsageEvent.objects.filter(session=session, kind="llm", outcome="ok").exists()
 
