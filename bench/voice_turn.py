@@ -183,7 +183,7 @@ async def one_turn(comm, turns: Turns, *, question: str, spoken: bool) -> None:
             continue
         message = json.loads(message)
         kind, data = message["type"], message.get("data") or {}
-        if kind == "transcript.final" and data.get("role", "student") == "student" and spoken:
+        if kind == "transcript.final":  # the student's line (a tutor reply is `tutor.message`)
             turns.final.append(now)
             turns.heard += data.get("text") == question
         elif kind == "tutor.delta" and not got_delta:
@@ -314,6 +314,7 @@ def main() -> None:
         print(summary("audio.end -> first tutor.delta", spoken.delta))
         print(summary("audio.end -> tts.audio", spoken.audio_event))
         print(summary("audio.end -> first audio byte", spoken.first_byte))
+        print(summary("chat.message -> transcript.final", typed.final))
         print(summary("baseline chat.message -> tutor.delta", typed.delta))
         print(summary("chat.message -> first audio byte", typed.first_byte))
         print(f"heard exactly: {spoken.heard}/{args.turns}; first spoken piece: "
