@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import types
 
@@ -273,3 +274,45 @@ def test_a_missing_cloud_module_is_skipped_with_a_warning(monkeypatch, caplog):
     chain = stt_chain_for(keys_from=types.SimpleNamespace(DEEPGRAM_API_KEY="dg", OPENAI_API_KEY=""))
     assert [e.name for e in chain.engines] == ["pocketsphinx"]
     assert "voice.providers.deepgram" in caplog.text
+
+
+class StuckEngine:
+    """An engine whose stream never answers until released: feed() must not wait for it."""
+
+    name = "deepgram"
+
+    def __init__(self):
+        self.release = asyncio.Event()
+        self.fed = 0
+
+    async def open(self, options, *, on_partial=None):
+        return self
+
+    provider = "deepgram"
+
+    async def feed(self, pcm: bytes) -> None:
+        await self.release.wait()
+        self.fed += 1
+
+    async def finish(self) -> Transcript:
+        return Transcript(text=f"{self.fed} chunks", is_final=True, provider=self.provider)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_feed_never_waits_for_the_engine_and_nothing_is_lost():
+    engine = StuckEngine()
+    listener = Recorder()
+    voice = VoiceInput(chain=SttChain([engine]), options=StreamOptions(), listener=listener)
+    pcm = silence(300) + speak("what is recursion") + silence(1000)
+    for frame in frames(pcm):
+        await voice.feed(frame)  # returns although the engine has not taken anything yet
+    assert [call[0] for call in listener.calls] == ["start", "speech"]
+    assert engine.fed == 0
+
+    engine.release.set()
+    await voice.idle()
+    await voice.aclose()
+    [final] = listener.finals
+    assert final.text == f"{engine.fed} chunks" and engine.fed > 50  # every queued chunk arrived
