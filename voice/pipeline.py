@@ -21,7 +21,7 @@ The worker may still be transcribing utterance n when utterance n+1 starts: `on_
 of n+1 can come before the final of n. The queue is not bounded: an engine slower than real time
 makes finals late (bench/audio_ingest.py), never frames. A client that recognises speech itself
 (`text_result`) should not also have its audio transcribed: the consumer picks one per connection
-(VAD alone, for barge-in, is fine with a chain of a null engine).
+(VAD alone, for barge-in: `SttChain([voice.providers.NullSttEngine()])`).
 """
 
 from __future__ import annotations

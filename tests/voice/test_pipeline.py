@@ -11,7 +11,7 @@ import pytest
 from tests.voice.audio_support import frames, noise, silence, speak
 from voice.audio import AudioError
 from voice.pipeline import Utterance, VoiceInput
-from voice.providers import stt_chain_for
+from voice.providers import NullSttEngine, stt_chain_for
 from voice.providers.base import EngineHealth, StreamOptions, SttChain, SttUnavailable, Transcript
 from voice.providers.pocketsphinx import DecoderPool, PocketsphinxEngine
 from voice.vad import Segmenter
@@ -227,7 +227,7 @@ async def test_when_every_engine_fails_the_utterance_is_dropped_and_the_next_one
 
 async def test_browser_transcripts_are_results_of_provider_browser():
     listener = Recorder()
-    voice = VoiceInput(chain=SttChain([FlakyEngine()]), options=StreamOptions(), listener=listener)
+    voice = VoiceInput(chain=SttChain([NullSttEngine()]), options=StreamOptions(), listener=listener)
     await run(voice, silence(400))
     await voice.text_result("what is", is_final=False)
     await voice.text_result("What is recursion?", is_final=True)
@@ -316,3 +316,13 @@ async def test_feed_never_waits_for_the_engine_and_nothing_is_lost():
     await voice.aclose()
     [final] = listener.finals
     assert final.text == f"{engine.fed} chunks" and engine.fed > 50  # every queued chunk arrived
+
+
+async def test_vad_alone_with_the_null_engine_reports_speech_and_no_final():
+    listener = Recorder()
+    voice = VoiceInput(chain=SttChain([NullSttEngine()]), options=StreamOptions(), listener=listener)
+    await run(voice, silence(300) + speak("why does recursion need a base case") + silence(1000))
+    await voice.text_result("why does recursion need a base case", is_final=True)
+    await voice.aclose()
+    assert [call[0] for call in listener.calls] == ["start", "speech", "final"]
+    assert [u.provider for u in listener.finals] == ["browser"]
