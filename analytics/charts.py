@@ -136,3 +136,59 @@ def line_chart(
             f'<text class="chart-legend {css}" x="{left + 120 * n}" y="{height - 6}">{escape(line.name[:18])}</text>'
         )
     return _svg(width=width, height=height, title=title, body=body, css_class="chart-lines")
+
+
+@dataclass(frozen=True, slots=True)
+class StackedBar:
+    """One row of a stacked bar chart: parts in legend order (text turns, speech turns, ...)."""
+
+    label: str
+    parts: Sequence[float]
+    href: str = ""
+
+
+def stacked_bar_chart(
+    *, bars: Sequence[StackedBar], part_names: Sequence[str], title: str, unit: str = "", width: int = 640,
+) -> SafeString:
+    """Horizontal bars split into coloured parts (`chart-part-<n>`), the total at the bar's end,
+    a legend below; each part's tooltip names it with its value."""
+    if not bars:
+        return _empty(title, width)
+    top = max((sum(bar.parts) for bar in bars), default=0) or 1
+    plot_width = width - LABEL_WIDTH - VALUE_WIDTH
+    legend_height = 24
+    height = len(bars) * (BAR_HEIGHT + BAR_GAP) + BAR_GAP + legend_height
+    body: list[str] = []
+    for index, bar in enumerate(bars):
+        y = BAR_GAP + index * (BAR_HEIGHT + BAR_GAP)
+        label = escape(bar.label if len(bar.label) <= 22 else bar.label[:21] + "…")
+        x = float(LABEL_WIDTH)
+        rects: list[str] = []
+        for n, value in enumerate(bar.parts):
+            length = max(0.0, value / top) * plot_width
+            if length <= 0:
+                continue
+            name = part_names[n] if n < len(part_names) else f"Part {n + 1}"
+            tooltip = escape(f"{bar.label}, {name}: {_number(value)}{unit}")
+            rects.append(
+                f'<rect class="chart-bar chart-part-{n % SERIES_LIMIT}" x="{x:.1f}" y="{y}" '
+                f'width="{length:.1f}" height="{BAR_HEIGHT}"><title>{tooltip}</title></rect>'
+            )
+            x += length
+        group = f'<g class="chart-stack">{"".join(rects)}</g>'
+        if bar.href:
+            group = f'<a href="{escape(bar.href)}">{group}</a>'
+        total = escape(f"{_number(sum(bar.parts))}{unit}")
+        body.append(
+            f'<text class="chart-label" x="{LABEL_WIDTH - 8}" y="{y + BAR_HEIGHT * 0.7:.1f}" text-anchor="end">{label}</text>'
+            f"{group}"
+            f'<text class="chart-value" x="{x + 6:.1f}" y="{y + BAR_HEIGHT * 0.7:.1f}">{total}</text>'
+        )
+    legend_y = height - 8
+    for n, name in enumerate(part_names):
+        lx = LABEL_WIDTH + 130 * n
+        body.append(
+            f'<rect class="chart-part-{n % SERIES_LIMIT}" x="{lx}" y="{legend_y - 10}" width="12" height="12"/>'
+            f'<text class="chart-legend" x="{lx + 16}" y="{legend_y}">{escape(name[:18])}</text>'
+        )
+    return _svg(width=width, height=height, title=title, body=body, css_class="chart-stacked")

@@ -139,3 +139,104 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.model or self.provider} {self.created_at:%Y-%m-%d}"
+
+
+# --- usage roll-up, budget alerts, data rights (an-ops) ---------------------------------------
+
+
+class UsageDaily(models.Model):
+    """One day's usage per tenant, course, kind, provider and model: the sum of its UsageEvents.
+
+    Written only by `analytics.usage.usage_rollup`, which replaces a whole day at a time, so it is
+    safe to run again. Course-less rows (calls outside a course) are unique through the roll-up
+    itself: a partial unique constraint covers only rows with a course, because deleting a course
+    turns its rows course-less (SET_NULL) and they must not collide with the day's others.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_days")
+    course = models.ForeignKey(Course, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    day = models.DateField(help_text="UTC calendar day.")
+    kind = models.CharField(max_length=20, choices=UsageEvent.Kind.choices)
+    provider = models.CharField(max_length=50)
+    model = models.CharField(max_length=200, blank=True)
+    calls = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0, help_text="Calls whose outcome was not ok.")
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    units = models.DecimalField(max_digits=16, decimal_places=3, default=0, help_text="STT seconds, TTS characters.")
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0, help_text="USD.")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    objects = models.Manager.from_queryset(TenantScopedQuerySet)()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["-day", "tenant", "kind"]
+        verbose_name = "daily usage"
+        verbose_name_plural = "daily usage"
+        indexes = [models.Index(fields=["tenant", "day"], name="usagedaily_tenant_day_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "course", "day", "kind", "provider", "model"],
+                condition=Q(course__isnull=False),
+                name="usagedaily_unique_with_course",
+            ),
+            models.CheckConstraint(condition=Q(cost__gte=0) & Q(units__gte=0), name="usagedaily_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.kind} {self.model or self.provider}"
+
+
+class BudgetAlert(models.Model):
+    """A budget e-mail sent to a tenant's staff: at most one per tenant, month and threshold."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="budget_alerts")
+    month = models.DateField(help_text="First day of the month (UTC).")
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the monthly budget.")
+    spend = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    budget = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    recipients = models.PositiveIntegerField(default=0)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    objects = models.Manager.from_queryset(TenantScopedQuerySet)()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["-month", "tenant", "threshold"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "month", "threshold"], name="budget_alert_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.month:%Y-%m} {self.threshold}%"
+
+
+class DataRightsAudit(models.Model):
+    """Who exported or erased which student's data, and how much. Keeps no personal data: the
+    student is an id (not a foreign key, which would vanish with the row it records erasing)."""
+
+    class Action(models.TextChoices):
+        EXPORT = "export", "Export"
+        EXPORT_ZIP = "export_zip", "Export with audio (zip)"
+        ANONYMISE = "anonymise", "Anonymise"
+        DELETE = "delete", "Delete"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="data_rights_audits")
+    student_id = models.PositiveBigIntegerField()
+    user_id = models.PositiveBigIntegerField(null=True, blank=True, help_text="The student's user id.")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    by_username = models.CharField(max_length=150, blank=True, help_text="Kept if the actor is deleted.")
+    counts = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = models.Manager.from_queryset(TenantScopedQuerySet)()  # type: ignore[misc]
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "data rights audit record"
+        indexes = [models.Index(fields=["tenant", "student_id"], name="datarights_tenant_student_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} of student {self.student_id}"

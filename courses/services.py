@@ -215,18 +215,22 @@ Use only what is in the transcript; never invent events. Name a student only whe
     ),
     "analytics": (
         "Analytics classification",
-        """{% autoescape off %}You analyse how {{ student_name }} took part in a tutoring conversation of {{ course.code }} "{{ course.title }}".
+        # analytics/refine.py: context course, scope_terms, room_topics ["Room 1: recursion"],
+        # topics (the allowed topic names), history [{seq, name, room, role, text}] (student lines).
+        """{% autoescape off %}You classify what students said in a live session of {{ course.code }} "{{ course.title }}", for the professor's analytics.
 {% if scope_terms %}Course topics: {{ scope_terms|join:", " }}.
-{% endif %}
-Conversation:
-{% for m in history %}{{ m.name|default:m.role }} ({{ m.role }}): {{ m.text }}
-{% empty %}(empty)
+{% endif %}{% if room_topics %}Breakout room topics: {{ room_topics|join:"; " }}.
+{% endif %}Allowed topic names: {% for t in topics %}"{{ t }}", {% endfor %}"general".
+
+Student lines, each numbered (#number name [room]: text):
+{% for m in history %}#{{ m.seq }} {{ m.name|default:m.role }}{% if m.room %} [{{ m.room }}]{% endif %}: {{ m.text }}
+{% empty %}(none)
 {% endfor %}
-Return ONLY a JSON object, with no other text, with exactly these keys:
-  "topics": a list of the course topics {{ student_name }} engaged with (use the course topic names above where possible),
-  "questions": the number of genuine questions {{ student_name }} asked (an integer),
-  "confusion_points": a list of short descriptions of misconceptions or moments where {{ student_name }} was stuck,
-  "engagement": an integer from 0 to 100 for how actively and thoughtfully {{ student_name }} took part.
+For every numbered line decide:
+- "topic": the allowed topic name the line is about, or "general" if none fits;
+- "confusion": "stuck" if the student says or shows that they do not understand or cannot go on (also when hedged, as in "not sure" or "I guess?"), "misconception" if the line states something wrong about the topic, "repeated_question" if the student asks again what they asked before, otherwise null.
+Return ONLY a JSON object, with no other text and no code fence, with one entry per numbered line:
+{"lines": [{"seq": <the line's number>, "topic": "<allowed topic name>", "confusion": null}]}
 {% endautoescape %}""",
     ),
 }

@@ -49,6 +49,7 @@ from courses.exceptions import DomainError, Unauthenticated
 from sessions import groups, live, orchestration, selectors, services
 from sessions.realtime import encode, envelope, group_send_async, query_params
 from sessions.tutor import room_tutor, turn
+from sessions.voice_live import VOICE_EVENTS, ConversationVoiceMixin, LectureVoiceMixin, RoomVoiceMixin
 
 logger = logging.getLogger(__name__)
 
@@ -374,6 +375,8 @@ class ReplayMixin:
 
 # Persisted events of a session, forwarded as they are to room and monitor sockets.
 SESSION_EVENTS = frozenset({"transcript.final", "tutor.message", "room.broadcast", "room.status", "session.status"})
+# The confusion radar's events (analytics/live.py), for the session's monitor only; not persisted.
+MONITOR_ANALYTICS_EVENTS = frozenset({"alert.confusion", "analytics.update"})
 
 
 class MonitorConsumer(ReplayMixin, RealtimeConsumer):
@@ -382,7 +385,7 @@ class MonitorConsumer(ReplayMixin, RealtimeConsumer):
 
     object_kind = "monitor"
     url_kwarg = "session_id"
-    forward_events = SESSION_EVENTS
+    forward_events = SESSION_EVENTS | MONITOR_ANALYTICS_EVENTS | frozenset({"transcript.partial", "voice.engine"})
 
     def authorize(self, *, user, object_id):
         return selectors.session_get_for_monitor(user=user, session_id=object_id)
@@ -393,7 +396,8 @@ class MonitorConsumer(ReplayMixin, RealtimeConsumer):
     def connect_events(self, session) -> list[OutgoingEvent]:
         session.refresh_from_db()
         snapshot = OutgoingEvent("session.status", selectors.session_status_for_monitor(session=session))
-        return [snapshot, *self.replay_events(session_id=session.id, room_id=None)]
+        extras = [OutgoingEvent(kind, data) for kind, data in live.monitor_snapshot_events(session_id=session.id)]
+        return [snapshot, *extras, *self.replay_events(session_id=session.id, room_id=None)]
 
     def _session(self):
         return selectors.session_get_for_monitor(user=self.user, session_id=self.object_id)
@@ -429,15 +433,23 @@ class MonitorConsumer(ReplayMixin, RealtimeConsumer):
     async def on_session_end(self, data: Any) -> None:
         await database_sync_to_async(lambda: orchestration.session_end(session=self._session(), by=self.user))()
 
+    async def on_confusion_clarify(self, data: Any) -> None:
+        """"Clarify for everyone" {topic, text?}: a hint to every tutor and a broadcast to every
+        room (sessions.live.session_clarify); the radar marks the topic."""
+        data = data if isinstance(data, dict) else {}
+        await database_sync_to_async(
+            lambda: live.session_clarify(session=self._session(), by=self.user, topic=data.get("topic"), text=data.get("text"))
+        )()
 
-class RoomConsumer(ReplayMixin, RealtimeConsumer):
+
+class RoomConsumer(RoomVoiceMixin, ReplayMixin, RealtimeConsumer):
     """`/ws/rooms/<room_id>/`: a breakout room's students (each on their own socket) and whoever
     may monitor its session. A student's `chat.message` becomes the room's next line; the room
     tutor answers the room (sessions/tutor/room_tutor.py)."""
 
     object_kind = "room"
     url_kwarg = "room_id"
-    forward_events = SESSION_EVENTS | frozenset({"tutor.thinking", "tutor.delta"})
+    forward_events = SESSION_EVENTS | frozenset({"tutor.thinking", "tutor.delta"}) | VOICE_EVENTS
 
     def authorize(self, *, user, object_id):
         return selectors.room_get_for_participant(user=user, room_id=object_id)
@@ -468,6 +480,8 @@ class RoomConsumer(ReplayMixin, RealtimeConsumer):
 
     async def tutor_cancel(self, message: dict) -> None:
         """A stop pressed in another process, or the session ending: the reply may run here."""
+        if self.voice_cancel_stale(message):
+            return
         await room_tutor.room_tutor_stop(self.object_id)
 
     async def room_moved(self, message: dict) -> None:
@@ -501,7 +515,7 @@ class TenantConsumer(RealtimeConsumer):
 
 
 
-class ConversationConsumer(RealtimeConsumer):
+class ConversationConsumer(ConversationVoiceMixin, RealtimeConsumer):
     """`/ws/conversations/<conversation_id>/`: a student's practice conversation with the tutor.
 
     `chat.message` persists the question and starts the reply as a task of its own, so the
@@ -511,7 +525,7 @@ class ConversationConsumer(RealtimeConsumer):
 
     object_kind = "conversation"
     url_kwarg = "conversation_id"
-    forward_events = frozenset({"transcript.final", "tutor.thinking", "tutor.delta", "tutor.message"})
+    forward_events = frozenset({"transcript.final", "tutor.thinking", "tutor.delta", "tutor.message"}) | VOICE_EVENTS
 
     def authorize(self, *, user, object_id):
         return selectors.conversation_get_for_student(user=user, conversation_id=object_id)
@@ -544,4 +558,21 @@ class ConversationConsumer(RealtimeConsumer):
 
     async def tutor_cancel(self, message: dict) -> None:
         """A stop pressed on a socket of another process: the reply may be running here."""
+        if self.voice_cancel_stale(message):
+            return
         await turn.turn_cancel(self.object_id)
+
+
+class LectureConsumer(LectureVoiceMixin, RealtimeConsumer):
+    """`/ws/sessions/<session_id>/lecture/`: the professor's microphone in the main room. Binary
+    audio frames become lecture lines (sessions/voice_live.py), shown on the monitor and read by
+    every room tutor; the socket gets its own `transcript.partial` / `transcript.final`."""
+
+    object_kind = "lecture"
+    url_kwarg = "session_id"
+
+    def authorize(self, *, user, object_id):
+        return selectors.session_get_for_lecturer(user=user, session_id=object_id)
+
+    def connect_events(self, session) -> list[OutgoingEvent]:
+        return [OutgoingEvent("lecture.status", {"session_id": session.pk, "status": session.status})]

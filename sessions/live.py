@@ -11,6 +11,7 @@ current state on connect.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -23,11 +24,13 @@ from courses.models import User
 from sessions import groups
 from sessions.models import BreakoutRoom, LiveSession, Message, Speaker, TranscriptSegment
 from sessions.orchestration import session_mode_clean
-from sessions.realtime import broadcast_on_commit
+from sessions.realtime import broadcast_on_commit, utc_timestamp
 from sessions.services import message_text_clean
 
 BROADCAST_MAX_CHARS = 2000
 HINT_MAX_CHARS = 2000
+
+logger = logging.getLogger(__name__)
 
 
 def _require_live(session: LiveSession) -> None:
@@ -106,6 +109,25 @@ def _segment_groups(segment: TranscriptSegment) -> list[str]:
 
 def _segment_broadcast(segment: TranscriptSegment, message: Message | None = None) -> None:
     broadcast_on_commit(groups=_segment_groups(segment), **segment_event(segment, message))
+    _segment_announce(segment)
+
+
+def _segment_announce(segment: TranscriptSegment) -> None:
+    """`segment_recorded` after commit (the live radar observes student lines on it). A failing
+    receiver is logged: the line is saved and broadcast whatever analytics does."""
+    from sessions.signals import segment_recorded
+
+    ids = {
+        "segment_id": segment.pk, "session_id": segment.session_id, "room_id": segment.room_id,
+        "speaker_kind": segment.speaker_kind,
+    }
+
+    def announce() -> None:
+        for receiver, result in segment_recorded.send_robust(sender=TranscriptSegment, **ids):
+            if isinstance(result, Exception):
+                logger.error("segment_recorded receiver %r failed", receiver, exc_info=result)
+
+    transaction.on_commit(announce)
 
 
 def session_status_broadcast(session: LiveSession) -> None:
@@ -138,10 +160,11 @@ def room_status_broadcast(*, room_ids: list[int]) -> None:
 
 def room_line_post(
     *, room: BreakoutRoom, user: User, text: Any, source: str = TranscriptSegment.Source.TEXT,
-    provider: str = "", start_ms: int | None = None, end_ms: int | None = None,
+    provider: str = "", start_ms: int | None = None, end_ms: int | None = None, audio: bytes | None = None,
 ) -> TranscriptSegment:
     """A student's line in their room: persisted with the session's next seq, then broadcast as
-    `transcript.final` to the room and the monitor. DomainError for a bad line (nothing kept)."""
+    `transcript.final` to the room and the monitor. DomainError for a bad line (nothing kept).
+    `audio`: the utterance as WAV, kept in `segment.audio` (the tenant's keep_audio)."""
     text = message_text_clean(text)
     session = room.session
     _require_live(session)
@@ -155,6 +178,8 @@ def room_line_post(
             start_ms=start, end_ms=max(start, offset if end_ms is None else end_ms),
         )
         BreakoutRoom.objects.filter(pk=room.pk).update(last_activity_at=timezone.now())
+        if audio:
+            _segment_audio_save(segment, audio)
         _segment_broadcast(segment)
     return segment
 
@@ -276,3 +301,184 @@ def room_open(room: BreakoutRoom) -> None:
 
 def monitor_lines_per_room() -> int:
     return max(1, int(settings.MONITOR_LINES_PER_ROOM))
+
+
+# --- "Clarify for everyone" (the confusion radar) -------------------------------------------------
+
+CLARIFY_TOPIC_MAX_CHARS = 100
+CLARIFY_TEXT_MAX_CHARS = 1000
+CLARIFY_HINT = "Several students are confused about {topic}; clarify it briefly at the next turn."
+CLARIFY_DEFAULT_BROADCAST = "Several of you are unsure about {topic}: your tutor will go over it again briefly."
+
+
+def _clarify_clean(topic: Any, text: Any) -> tuple[str, str]:
+    if not isinstance(topic, str) or not " ".join(topic.split()):
+        raise DomainError("Name the topic to clarify.", code="invalid", fields={"topic": ["Required."]})
+    topic = " ".join(topic.split())
+    if len(topic) > CLARIFY_TOPIC_MAX_CHARS:
+        raise DomainError(
+            f"A topic has at most {CLARIFY_TOPIC_MAX_CHARS} characters.", code="message_too_long",
+            fields={"topic": ["Too long."]},
+        )
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise DomainError("The message is text.", code="invalid", fields={"text": ["Must be a string."]})
+    text = text.strip()
+    if len(text) > CLARIFY_TEXT_MAX_CHARS:
+        raise DomainError(
+            f"The message has at most {CLARIFY_TEXT_MAX_CHARS} characters.", code="message_too_long",
+            fields={"text": ["Too long."]},
+        )
+    return topic, text
+
+
+def clarify_hint_merge(hint: str, *, topic: str, text: str) -> str:
+    """The session's hint with a clarify line for `topic` added (an earlier line for the same
+    topic replaced); the oldest lines go when it would exceed HINT_MAX_CHARS."""
+    head = CLARIFY_HINT.format(topic=topic)
+    line = f"{head} The professor adds: {text}" if text else head
+    lines = [kept for kept in hint.splitlines() if kept.strip() and not kept.startswith(head)]
+    lines.append(line)
+    while len(lines) > 1 and len("\n".join(lines)) > HINT_MAX_CHARS:
+        lines.pop(0)
+    return "\n".join(lines)[:HINT_MAX_CHARS]
+
+
+def session_clarify(*, session: LiveSession, by: User, topic: Any, text: Any = None) -> dict[str, Any]:
+    """"Clarify for everyone": every room tutor's hint asks for a brief clarification of `topic`
+    at its next turn (the professor's text added), and every room gets a `room.broadcast` (the
+    professor's text, or one naming the topic). After commit, `confusion_clarified` lets the
+    radar mark the topic. Returns {topic, text, hint, seqs}."""
+    _require_live(session)
+    topic, text = _clarify_clean(topic, text)
+    with transaction.atomic():
+        locked = LiveSession.objects.select_for_update().only("pk", "tutor_hint").get(pk=session.pk)
+        hint = clarify_hint_merge(locked.tutor_hint, topic=topic, text=text)
+        session_hint_set(session=session, text=hint)
+        message = text or CLARIFY_DEFAULT_BROADCAST.format(topic=topic)
+        segments = room_broadcast(session=session, by=by, text=message, room_id="all")
+        at = timezone.now()
+        announced = {
+            "session_id": session.pk, "topic": topic, "text": message,
+            "by": {"id": by.pk, "name": by.display_name}, "at": utc_timestamp(at),
+        }
+
+        def announce() -> None:
+            from sessions.signals import confusion_clarified
+
+            for receiver, result in confusion_clarified.send_robust(sender=LiveSession, **announced):
+                if isinstance(result, Exception):
+                    logger.error("confusion_clarified receiver %r failed", receiver, exc_info=result)
+
+        transaction.on_commit(announce)
+    return {"topic": topic, "text": message, "hint": hint, "seqs": [s.seq for s in segments]}
+
+
+def monitor_snapshot_events(*, session_id: int) -> list[tuple[str, Any]]:
+    """What other apps add to the monitor's snapshot (the radar), as (event_type, data); a
+    failing receiver is logged and left out, the monitor connects anyway."""
+    from sessions.signals import monitor_snapshot
+
+    events: list[tuple[str, Any]] = []
+    for receiver, result in monitor_snapshot.send_robust(sender=LiveSession, session_id=session_id):
+        if isinstance(result, Exception):
+            logger.error("monitor_snapshot receiver %r failed", receiver, exc_info=result)
+        elif result:
+            events.extend(result)
+    return events
+
+
+# --- voice: the lecture, partial transcripts, STT engine switches ------------------------------
+
+
+def _segment_audio_save(segment: TranscriptSegment, wav: bytes) -> None:
+    """The utterance's WAV into default storage (filesystem or S3, settings "Audio storage")."""
+    from django.core.files.base import ContentFile
+
+    segment.audio.save(f"s{segment.session_id}-{segment.seq}.wav", ContentFile(wav), save=False)
+    TranscriptSegment.objects.filter(pk=segment.pk).update(audio=segment.audio.name)
+
+
+def lecture_line_post(
+    *, session: LiveSession, user: User, text: Any, provider: str = "",
+    start_ms: int | None = None, end_ms: int | None = None, audio: bytes | None = None,
+) -> TranscriptSegment:
+    """A line of the professor's lecture (the main room: `room` empty, speaker professor), said
+    into the lecture socket: persisted with the session's next seq, then `transcript.final`
+    (source speech) to the monitor. The room tutors read the latest ones into their prompt."""
+    text = message_text_clean(text)
+    _require_live(session)
+    offset = _offset_ms(session)
+    start = offset if start_ms is None else start_ms
+    with transaction.atomic():
+        seq = session_next_seq(session.pk)
+        segment = TranscriptSegment.objects.create(
+            session=session, room=None, seq=seq, speaker_kind=Speaker.PROFESSOR, speaker_user=user,
+            speaker_name=user.display_name, text=text, source=TranscriptSegment.Source.SPEECH,
+            provider=provider, start_ms=start, end_ms=max(start, offset if end_ms is None else end_ms),
+        )
+        if audio:
+            _segment_audio_save(segment, audio)
+        _segment_broadcast(segment)
+    return segment
+
+
+def session_offset_ms(session: LiveSession) -> int:
+    """Milliseconds since the session started (0 before): the clock of its segments."""
+    return _offset_ms(session)
+
+
+async def transcript_partial_send(
+    *, session_id: int | None, room_id: int | None, conversation_id: int | None = None,
+    speaker: dict[str, Any], text: str, start_ms: int, end_ms: int, provider: str,
+) -> None:
+    """`transcript.partial`: what a speaker is saying, before it is final. Not persisted, no
+    seq (the final replaces it), so it goes out at once rather than after a commit: to the room
+    and the session's monitor, or to a practice conversation."""
+    from sessions.realtime import group_event, group_send_async
+
+    data = {
+        "segment_id": None, "room_id": room_id, "speaker": speaker, "text": text, "source": "speech",
+        "start_ms": start_ms, "end_ms": max(start_ms, end_ms), "provider": provider,
+    }
+    targets = []
+    if conversation_id is not None:
+        data["conversation_id"] = conversation_id
+        targets.append(groups.conversation_group(conversation_id))
+    if room_id is not None:
+        targets.append(groups.room_group(room_id))
+    if session_id is not None:
+        targets.append(groups.session_monitor_group(session_id))
+    message = group_event("transcript.partial", data)
+    for group in targets:
+        await group_send_async(group, message)
+
+
+def stt_switch_record(
+    *, tenant_id: int, session_id: int | None, room_id: int | None, course_id: int | None,
+    user_id: int | None, from_engine: str, to_engine: str | None, reason: str,
+) -> None:
+    """An STT engine failed and the chain moved on: a UsageEvent (outcome error) for the failed
+    engine, `session.degraded["stt"]`, and `voice.engine` to the session's monitor."""
+    from courses.usage import record_provider_call
+
+    reason = (reason or "")[:300]
+    if from_engine:
+        record_provider_call(
+            tenant_id=tenant_id, kind="stt", provider=from_engine, model="", outcome="error", error=reason,
+            course_id=course_id, session_id=session_id, user_id=user_id,
+        )
+    if session_id is None:
+        return
+    with transaction.atomic():
+        locked = LiveSession.objects.select_for_update().filter(pk=session_id).first()
+        if locked is None:
+            return
+        degraded = dict(locked.degraded or {})
+        degraded["stt"] = {"from": from_engine, "to": to_engine, "reason": reason, "at": timezone.now().isoformat()}
+        LiveSession.objects.filter(pk=session_id).update(degraded=degraded)
+        broadcast_on_commit(
+            groups=[groups.session_monitor_group(session_id)], event_type="voice.engine",
+            data={"room_id": room_id, "from": from_engine, "to": to_engine, "reason": reason},
+        )

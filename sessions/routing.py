@@ -11,6 +11,7 @@ websocket_urlpatterns = [
     path("ws/rooms/<int:room_id>/", consumers.RoomConsumer.as_asgi()),
     path("ws/tenant/", consumers.TenantConsumer.as_asgi()),
     path("ws/conversations/<int:conversation_id>/", consumers.ConversationConsumer.as_asgi()),
+    path("ws/sessions/<int:session_id>/lecture/", consumers.LectureConsumer.as_asgi()),
 ]
 
 
@@ -28,3 +29,7 @@ def tenant_ws_path() -> str:
 
 def conversation_ws_path(conversation_id: int) -> str:
     return f"/ws/conversations/{int(conversation_id)}/"
+
+
+def lecture_ws_path(session_id: int) -> str:
+    return f"/ws/sessions/{int(session_id)}/lecture/"

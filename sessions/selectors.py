@@ -473,3 +473,31 @@ def tutor_status_for_course(*, course) -> dict[str, Any]:
         "recent_failures": failures,
         "offline_only": _offline_only(chain),
     }
+
+
+def session_get_for_lecturer(*, user: User, session_id: int) -> LiveSession:
+    """A session whose lecture the user may speak: its professor, or a professor of its course.
+    NotFound outside the tenant, Forbidden for everybody else (students, staff)."""
+    _require_login(user)
+    session = (
+        _tenant_scope(LiveSession.objects.select_related("professor", "course__tenant"), user)
+        .filter(pk=session_id)
+        .first()
+    )
+    if session is None:
+        raise NotFound("No such session.")
+    if session.professor.user_id == user.id or session.course.professors.filter(user_id=user.id).exists():
+        return session
+    raise Forbidden("Only the session's professor gives its lecture.")
+
+
+def lecture_lines(*, session_id: int, up_to_seq: int, limit: int) -> list[dict[str, Any]]:
+    """The session's latest lecture lines (main room) up to `up_to_seq`, oldest first, as the
+    `transcript.final` data the monitor's socket sends: one query."""
+    from sessions.live import segment_event
+
+    segments = list(
+        TranscriptSegment.objects.filter(session_id=session_id, room__isnull=True, seq__lte=up_to_seq)
+        .order_by("-seq")[: max(0, limit)]
+    )
+    return [{**segment_event(s)["data"], "created_at": s.created_at} for s in reversed(segments)]

@@ -23,3 +23,19 @@ def close_sockets_of_inactive_user(sender, instance, created: bool, update_field
 # Sent after a session ended and its transaction committed (`sender`: LiveSession, `session_id`).
 # The analytics app queues its computation on it; sessions imports nothing of analytics.
 session_ended = Signal()
+
+# --- Live analytics hooks (the confusion radar) -----------------------------------------------
+# analytics connects to these; sessions imports nothing of analytics.
+
+# Sent after a transcript segment committed (any speaker): `sender`: TranscriptSegment,
+# `segment_id`, `session_id`, `room_id` (None for the main lecture), `speaker_kind`.
+segment_recorded = Signal()
+
+# Sent after "clarify for everyone" committed: `sender`: LiveSession, `session_id`, `topic`,
+# `by` ({id, name}), `at` (ISO 8601), `text` (what the rooms were told).
+confusion_clarified = Signal()
+
+# Sent (sync, in a worker thread) when the monitor connects or its page renders: `sender`:
+# LiveSession, `session_id`. Each receiver returns a list of (event_type, data) to add to the
+# monitor's snapshot (the radar's `analytics.update`).
+monitor_snapshot = Signal()

@@ -24,6 +24,7 @@ urlpatterns = [
     path("sessions/<int:session_id>/broadcast/", views_live.session_broadcast, name="session-broadcast"),
     path("sessions/<int:session_id>/mode/", views_live.session_mode, name="session-mode"),
     path("sessions/<int:session_id>/hint/", views_live.session_hint, name="session-hint"),
+    path("sessions/<int:session_id>/clarify/", views_live.session_clarify, name="session-clarify"),
     path("rooms/<int:room_id>/", views_live.room_detail, name="room-detail"),
     # Transcript exports: .vtt, .csv, .json (sessions/exports.py)
     path("sessions/<int:session_id>/transcript.<str:fmt>", views.session_transcript_export, name="session-transcript-export"),

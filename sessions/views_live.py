@@ -313,6 +313,10 @@ def session_monitor(request: HttpRequest, session_id: int) -> HttpResponse:
             "degraded_rows": _degraded_rows(data),
             "modes": SESSION_MODE_CHOICES,
             "mode_label": _mode_label(data["teaching_mode"]),
+            # voice-live: the lecture block's lines (later ones come through the socket's replay)
+            "lecture_lines": selectors.lecture_lines(
+                session_id=session.pk, up_to_seq=last_seq, limit=live.monitor_lines_per_room()
+            ),
             "monitor_config": {
                 "ws_path": routing.monitor_ws_path(session.pk),
                 "last_seq": last_seq,
@@ -323,8 +327,21 @@ def session_monitor(request: HttpRequest, session_id: int) -> HttpResponse:
                 "tutor_statuses": TUTOR_STATUS_LABELS,
             },
             "export_formats": EXPORT_FORMATS,
+            "radar": _radar(session.pk),
+            "clarify_text_max": live.CLARIFY_TEXT_MAX_CHARS,
         },
     )
+
+
+def _radar(session_id: int) -> dict[str, Any]:
+    """The confusion radar as the monitor's socket would send it (analytics fills it in through
+    `monitor_snapshot`; empty without signals), with each topic's bar scale."""
+    radar: dict[str, Any] = {"radar": [], "alerts": [], "window_minutes": int(settings.ANALYTICS_RADAR_WINDOW_MINUTES)}
+    for kind, data in live.monitor_snapshot_events(session_id=session_id):
+        if kind == "analytics.update":
+            radar = data
+    radar["max_count"] = max([row["count"] for row in radar["radar"]], default=1)
+    return radar
 
 
 def _steer(request: HttpRequest, session_id: int, action) -> HttpResponse:
@@ -369,6 +386,20 @@ def session_hint(request: HttpRequest, session_id: int) -> HttpResponse:
     def act(session):
         text = "" if "clear" in request.POST else request.POST.get("text", "")
         return "Hint pushed to every tutor." if live.session_hint_set(session=session, text=text) else "Hint cleared."
+
+    return _steer(request, session_id, act)
+
+
+@require_POST
+@login_required
+def session_clarify(request: HttpRequest, session_id: int) -> HttpResponse:
+    """The radar's "Clarify for everyone" without JavaScript (monitor.js sends `confusion.clarify`)."""
+
+    def act(session):
+        done = live.session_clarify(
+            session=session, by=request.user, topic=request.POST.get("topic", ""), text=request.POST.get("text", "")
+        )
+        return f"Every tutor will clarify {done['topic']}; the rooms were told."
 
     return _steer(request, session_id, act)
 

@@ -275,6 +275,30 @@ VOICE_PARTIAL_INTERVAL_MS = env.int("VOICE_PARTIAL_INTERVAL_MS", default=300)
 # Pocketsphinx decoders kept per process (each holds its acoustic model, ~tens of MB).
 VOICE_POCKETSPHINX_DECODERS = env.int("VOICE_POCKETSPHINX_DECODERS", default=4)
 
+# --- Cloud speech (voice/providers/deepgram.py, voice/providers/openai_audio.py) -------------
+# Deepgram live model; nova-3 takes `keyterm` boosts, older models `keywords`.
+DEEPGRAM_MODEL = env.str("DEEPGRAM_MODEL", default="nova-3")
+# WebSocket host, e.g. "wss://api.deepgram.com" (empty = Deepgram's); tests point it at a stand-in.
+DEEPGRAM_BASE_URL = env.str("DEEPGRAM_BASE_URL", default="")
+# Silence (ms) after which Deepgram ends a segment with speech_final.
+DEEPGRAM_ENDPOINTING_MS = env.int("DEEPGRAM_ENDPOINTING_MS", default=300)
+# Seconds without audio before a KeepAlive is sent (Deepgram closes idle streams after 10 s).
+DEEPGRAM_KEEPALIVE_SECONDS = env.float("DEEPGRAM_KEEPALIVE_SECONDS", default=5.0)
+# Longest wait for the WebSocket upgrade; past it the chain falls back.
+DEEPGRAM_CONNECT_TIMEOUT_SECONDS = env.float("DEEPGRAM_CONNECT_TIMEOUT_SECONDS", default=5.0)
+# Longest wait after Finalize for the utterance's last final result.
+DEEPGRAM_FINALIZE_TIMEOUT_SECONDS = env.float("DEEPGRAM_FINALIZE_TIMEOUT_SECONDS", default=3.0)
+# USD per minute of audio streamed (UsageEvent.cost).
+DEEPGRAM_COST_PER_MINUTE = env.float("DEEPGRAM_COST_PER_MINUTE", default=0.0077)
+# Longest OpenAI transcription or speech request (connect + whole answer), seconds.
+OPENAI_AUDIO_TIMEOUT_SECONDS = env.float("OPENAI_AUDIO_TIMEOUT_SECONDS", default=15.0)
+# USD per minute of audio transcribed by OPENAI_TRANSCRIBE_MODEL.
+OPENAI_TRANSCRIBE_COST_PER_MINUTE = env.float("OPENAI_TRANSCRIBE_COST_PER_MINUTE", default=0.003)
+# USD per 1000 characters spoken by OPENAI_TTS_MODEL.
+OPENAI_TTS_COST_PER_1K_CHARS = env.float("OPENAI_TTS_COST_PER_1K_CHARS", default=0.015)
+# OpenAI voice when the persona names none (AvatarPersona.voice_openai).
+OPENAI_TTS_VOICE = env.str("OPENAI_TTS_VOICE", default="alloy")
+
 # --- Tutor: the LLM chain's policy (sessions/tutor/chain.py) --------------------------------
 
 # Seconds to open a connection to a provider, to wait for the next streamed chunk (the first one
@@ -408,7 +432,82 @@ EMBEDDINGS_MIN_SIMILARITY = env.float("EMBEDDINGS_MIN_SIMILARITY", default=0.2)
 # The documents API's `status` choices get one schema name (another `status` enum exists).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["DocumentStatusEnum"] = "courses.models.CourseDocument.Status"
 
+# --- Voice in live rooms, practice and the lecture (voice/live.py) --------------------------
+
+# Barge-in: VOICE_BARGE_IN_MS (above) of voiced audio over a speaking tutor, then words that are
+# not a backchannel ("mhm", "ok"), interrupt it.
+# `transcript.partial` events per second and speaker at most (finals always go out).
+VOICE_PARTIALS_PER_SECOND = env.float("VOICE_PARTIALS_PER_SECOND", default=5.0)
+# Lecture lines (the professor's, main room) a room tutor reads into its prompt.
+LECTURE_LINES = env.int("LECTURE_LINES", default=6)
+
+# --- Audio storage (utterance WAVs when a tenant keeps audio) ---------------------------------
+
+# Default storage: files under MEDIA_ROOT; with a bucket, any S3-compatible store (django-storages).
+AUDIO_STORAGE_BUCKET = env.str("AUDIO_STORAGE_BUCKET", default="")
+AUDIO_STORAGE_ENDPOINT_URL = env.str("AUDIO_STORAGE_ENDPOINT_URL", default="")
+AUDIO_STORAGE_ACCESS_KEY = env.str("AUDIO_STORAGE_ACCESS_KEY", default="")
+AUDIO_STORAGE_SECRET_KEY = env.str("AUDIO_STORAGE_SECRET_KEY", default="")
+AUDIO_STORAGE_REGION = env.str("AUDIO_STORAGE_REGION", default="")
+if AUDIO_STORAGE_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AUDIO_STORAGE_BUCKET,
+            "endpoint_url": AUDIO_STORAGE_ENDPOINT_URL or None,
+            "access_key": AUDIO_STORAGE_ACCESS_KEY or None,
+            "secret_key": AUDIO_STORAGE_SECRET_KEY or None,
+            "region_name": AUDIO_STORAGE_REGION or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+
+# --- Analytics (analytics/metrics.py) -----------------------------------------------------
+
+# A student addressed by a tutor question who stays silent this long while others speak: a
+# silence_after_question confusion point.
+ANALYTICS_SILENCE_SECONDS = env.float("ANALYTICS_SILENCE_SECONDS", default=60.0)
+# (repeated_question uses the live radar's ANALYTICS_REPEAT_WITHIN_LINES, default 8.)
+# Final runs with an online model: at most this many student lines are sent for the model to
+# classify (topic, confusion; analytics/refine.py), 60 a call; 0 turns the refinement off.
+ANALYTICS_REFINE_MAX_LINES = env.int("ANALYTICS_REFINE_MAX_LINES", default=600)
+
 # --- Tests ---------------------------------------------------------------------------------
 
 # REQUIRE_SERVICES=1 (set by .ci/run) turns "service not configured" skips into failures.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
+
+# --- Live analytics: the confusion radar (issue 7) -----------------------------------------
+
+# Confusion signals count on the monitor's radar for this long (a sliding window).
+ANALYTICS_RADAR_WINDOW_MINUTES = env.int("ANALYTICS_RADAR_WINDOW_MINUTES", default=15)
+# At most one `analytics.update` per session this often (the last change is always sent).
+ANALYTICS_RADAR_DEBOUNCE_SECONDS = env.float("ANALYTICS_RADAR_DEBOUNCE_SECONDS", default=2.0)
+# Every this many student lines the session's participation is recomputed (final=False).
+ANALYTICS_LIVE_EVERY_LINES = env.int("ANALYTICS_LIVE_EVERY_LINES", default=20)
+# Without a broker that recomputation runs on a background thread of the process (not in the
+# consumers' shared database thread); tests switch it off to run it in line.
+ANALYTICS_LIVE_COMPUTE_IN_THREAD = env.bool("ANALYTICS_LIVE_COMPUTE_IN_THREAD", default=CELERY_TASK_ALWAYS_EAGER)
+# A question counts as repeated when the same student asked on the same topic within this many
+# earlier lines of the room.
+ANALYTICS_REPEAT_WITHIN_LINES = env.int("ANALYTICS_REPEAT_WITHIN_LINES", default=8)
+
+# --- Usage, retention, data rights (issue 7; an-ops) --------------------------------------
+
+# Budget alerts go to tenant staff by e-mail; printed to the console unless configured.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ai-professor@localhost")
+# Rows the retention purge deletes per statement (memory stays constant however much expired).
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
+
+# --- Voice output (voice/tts.py, voice/speech.py) -------------------------------------------
+
+# Who speaks the tutor's replies: "auto" (OpenAI speech if OPENAI_API_KEY, then piper, then
+# espeak-ng), "server" (piper, then espeak-ng: nothing leaves the server), "browser" (the client's
+# speechSynthesis reads the text) or "off". Except "off", the browser is the last resort when every
+# server engine fails.
+VOICE_TTS = env.str("VOICE_TTS", default="auto")

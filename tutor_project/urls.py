@@ -12,6 +12,8 @@ from tutor_project.health import healthz
 api_v1 = [
     path("", include("courses.api.urls")),
     path("", include("sessions.api.urls")),
+    path("", include("analytics.api_rights")),  # students/<id>/export/ and erase/ (data rights)
+    path("", include("analytics.api.urls")),
     # Last: any other URL under /api/v1/ answers 404 in the API's error shape, in DEBUG too.
     re_path(r"^.*$", api_not_found, name="not-found"),
 ]
@@ -24,6 +26,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("", include("courses.urls")),
     path("", include("sessions.urls")),
+    path("", include("analytics.urls")),
 ]
 
 if settings.DEBUG:

@@ -370,6 +370,39 @@ class SessionHintApi(APIView):
         return Response(SessionSerializer(session).data)
 
 
+class ClarifySerializer(serializers.Serializer):
+    topic = StrictCharField(max_length=live.CLARIFY_TOPIC_MAX_CHARS, help_text="A topic of the confusion radar.")
+    text = StrictCharField(
+        max_length=live.CLARIFY_TEXT_MAX_CHARS, required=False, allow_blank=True, default="",
+        help_text="The professor's words to the rooms (and the tutors); empty: a default naming the topic.",
+    )
+
+
+class ClarifyResultSerializer(serializers.Serializer):
+    topic = serializers.CharField()
+    text = serializers.CharField(help_text="What the rooms were told.")
+    hint = serializers.CharField(help_text="The session's tutor hint now.")
+    seqs = serializers.ListField(child=serializers.IntegerField(), help_text="The broadcast's segments, one per room.")
+
+
+class SessionClarifyApi(APIView):
+    @extend_schema(
+        operation_id="sessions_clarify",
+        summary="Clarify for everyone: every tutor clarifies the topic at its next turn, every room is told",
+        request=ClarifySerializer, responses={200: ClarifyResultSerializer, **error_responses(400, 401, 403, 404, 409)},
+        tags=TAGS,
+    )
+    def post(self, request: Request, session_id: int) -> Response:
+        session = _session(request, session_id)
+        payload = ClarifySerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        result = live.session_clarify(
+            session=session, by=request.user, topic=payload.validated_data["topic"],
+            text=payload.validated_data["text"],
+        )
+        return Response(ClarifyResultSerializer(result).data)
+
+
 # --- rooms -------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("sessions/<int:session_id>/broadcast/", live.SessionBroadcastApi.as_view(), name="session-broadcast"),
     path("sessions/<int:session_id>/mode/", live.SessionModeApi.as_view(), name="session-mode"),
     path("sessions/<int:session_id>/hint/", live.SessionHintApi.as_view(), name="session-hint"),
+    path("sessions/<int:session_id>/clarify/", live.SessionClarifyApi.as_view(), name="session-clarify"),
     path(
         "sessions/<int:session_id>/transcript/<str:fmt>/",
         live.SessionTranscriptExportApi.as_view(),
@@ -27,6 +28,7 @@ urlpatterns = [
     ),
     path("sessions/<int:session_id>/monitor/join/", views.MonitorJoinApi.as_view(), name="session-monitor-join"),
     path("rooms/<int:room_id>/join/", views.RoomJoinApi.as_view(), name="room-join"),
+    path("sessions/<int:session_id>/lecture/join/", views.LectureJoinApi.as_view(), name="session-lecture-join"),
     path("tenant/join/", views.TenantJoinApi.as_view(), name="tenant-join"),
     path("conversations/", views.ConversationListApi.as_view(), name="conversation-list"),
     path("conversations/clear/", views.ConversationClearApi.as_view(), name="conversation-clear"),

@@ -79,6 +79,21 @@ class MonitorJoinApi(APIView):
         )
 
 
+class LectureJoinApi(APIView):
+    @extend_schema(
+        operation_id="sessions_lecture_join",
+        summary="A ticket for the session's lecture WebSocket (the professor's microphone)",
+        request=None,
+        responses=JOIN_RESPONSES,
+        tags=["realtime"],
+    )
+    def post(self, request: Request, session_id: int) -> Response:
+        session = selectors.session_get_for_lecturer(user=request.user, session_id=session_id)
+        return join_response(
+            request, kind="lecture", object_id=session.id, path=routing.lecture_ws_path(session.id)
+        )
+
+
 class RoomJoinApi(APIView):
     @extend_schema(
         operation_id="rooms_join",

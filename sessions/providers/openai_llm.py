@@ -45,6 +45,14 @@ def openai_client(*, base_url: str, api_key: str) -> openai.AsyncOpenAI:
     return client
 
 
+async def openai_clients_close() -> None:
+    """Close the running loop's clients. For code that runs a short-lived loop of its own
+    (`async_to_sync` in a worker): otherwise their pooled connections outlive the loop, and the
+    client's finaliser, run later in another loop, fails with "Event loop is closed"."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.close()
+
+
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """Seconds from `Retry-After-Ms` / `Retry-After` (a number or an HTTP date), if present."""
     for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):

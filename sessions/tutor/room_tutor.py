@@ -39,7 +39,6 @@ from sessions.tutor import prompts, turn
 
 logger = logging.getLogger(__name__)
 
-LECTURE_LINES = 6
 LOCK_GRACE_SECONDS = 30
 
 
@@ -92,12 +91,19 @@ def room_turn_prepare(room_id: int) -> turn.TurnPlan | None:
         return None
     window = int(settings.TUTOR_HISTORY_MESSAGES) * 2
     recent = list(
-        TranscriptSegment.objects.filter(room_id=room_id).order_by("-seq")
-        .only("seq", "speaker_kind", "speaker_user_id", "speaker_name", "text")[:window]
+        TranscriptSegment.objects.filter(room_id=room_id).select_related("message").order_by("-seq")
+        .only("seq", "speaker_kind", "speaker_user_id", "speaker_name", "text", "created_at", "message__created_at")[:window]
     )
     recent.reverse()
-    last_tutor = max((s.seq for s in recent if s.speaker_kind == Speaker.TUTOR), default=0)
-    new_lines = [s for s in recent if s.seq > last_tutor and s.speaker_kind == Speaker.STUDENT]
+    last = max((s for s in recent if s.speaker_kind == Speaker.TUTOR), key=lambda s: s.seq, default=None)
+    last_tutor = last.seq if last else 0
+    # A tutor line takes its seq when the reply ends: a line said while it streamed has a lower
+    # seq, yet came after the reply was prepared (its Message opened), so it is still unanswered.
+    opened_at = last.message.created_at if last is not None and last.message is not None else None
+    new_lines = [
+        s for s in recent
+        if s.speaker_kind == Speaker.STUDENT and (s.seq > last_tutor or (opened_at is not None and s.created_at > opened_at))
+    ]
     if not new_lines:
         return None
     course = session.course
@@ -128,7 +134,7 @@ def room_turn_prepare(room_id: int) -> turn.TurnPlan | None:
         LectureLine(at=timezone.localtime(s.created_at).strftime("%H:%M"), text=s.text)
         for s in reversed(
             TranscriptSegment.objects.filter(session_id=session.pk, room__isnull=True).order_by("-seq")
-            .only("created_at", "text")[:LECTURE_LINES]
+            .only("created_at", "text")[: max(0, int(settings.LECTURE_LINES))]
         )
     ]
     context = TutorContext(

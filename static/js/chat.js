@@ -15,6 +15,7 @@
 
 import { connect } from "./realtime.js";
 import { escapeHtml, renderMarkdown } from "./markdown.js";
+import { initVoiceBar } from "./voice.js";
 
 const FINAL_STATUSES = new Set(["complete", "interrupted", "failed"]);
 export const UNAVAILABLE_TEXT = "The tutor is unavailable right now; your message is saved.";
@@ -472,16 +473,26 @@ export function initChat(root = document) {
     rendered = state;
   }
 
+  let voice = null; // the microphone and the tutor's voice (voice.js)
   const socket = connect(config.ws_path, {
     afterSeq: Number.isInteger(config.last_seq) ? config.last_seq : undefined,
-    onMessage: (message) => dispatch(message),
-    onStatus: (status) => dispatch({ type: "local.status", data: { status } }),
+    onMessage: (message) => {
+      if (voice && voice.handleMessage(message)) return;
+      dispatch(message);
+    },
+    onBinary: (buffer) => voice && voice.handleBinary(buffer),
+    onStatus: (status) => {
+      if (voice) voice.socketStatus(status);
+      dispatch({ type: "local.status", data: { status } });
+    },
     onClose: (event) => {
       if (event.code === 4403 || event.code === 4404 || event.code === 4401) {
         dispatch({ type: "error", data: { code: "closed", message: "This conversation is no longer available to you. Reload the page." } });
       }
     },
   });
+
+  voice = initVoiceBar(form.querySelector("[data-voice]"), { socket });
 
   function submit() {
     const before = state;
@@ -528,7 +539,7 @@ export function initChat(root = document) {
   state = { ...state, draft: input.value };
   render();
   scroller.scrollTop = scroller.scrollHeight;
-  return { socket, getState: () => state, dispatch };
+  return { socket, voice, getState: () => state, dispatch };
 }
 
 if (typeof document !== "undefined" && document.getElementById("composer")) {

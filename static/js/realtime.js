@@ -36,6 +36,7 @@ export function backoffDelay(attempt, { baseMs = 500, maxMs = 30000 } = {}) {
  *   onMessage(message)  every server message, in order, without replayed duplicates
  *   onStatus(status)    "connecting", "open", "closed" (final), "reconnecting"
  *   onClose(event)      each close, with event.code (e.g. 4403) and event.reason
+ *   onBinary(buffer)    each binary frame, an ArrayBuffer (server speech: voice.js)
  *   afterSeq            the last seq the page already has (e.g. rendered server-side)
  *   ticket()            async function returning a fresh join ticket (native clients only;
  *                       browsers on this site authenticate with the session cookie)
@@ -46,6 +47,7 @@ export function connect(url, options = {}) {
     onMessage = () => {},
     onStatus = () => {},
     onClose = () => {},
+    onBinary = () => {},
     ticket = null,
     baseDelayMs = 500,
     maxDelayMs = 30000,
@@ -71,6 +73,7 @@ export function connect(url, options = {}) {
       }
     }
     socket = new WebSocket(target.toString());
+    socket.binaryType = "arraybuffer";
 
     socket.addEventListener("open", () => {
       attempt = 0;
@@ -79,7 +82,10 @@ export function connect(url, options = {}) {
     });
 
     socket.addEventListener("message", (event) => {
-      if (typeof event.data !== "string") return; // binary frames belong to the audio code
+      if (typeof event.data !== "string") {
+        onBinary(event.data); // binary frames belong to the audio code
+        return;
+      }
       let message;
       try {
         message = JSON.parse(event.data);

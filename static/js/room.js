@@ -13,6 +13,7 @@
 import { connect } from "./realtime.js";
 import { escapeHtml, renderMarkdown } from "./markdown.js";
 import { citationLabel } from "./chat.js";
+import { initVoiceBar } from "./voice.js";
 
 export const UNAVAILABLE_TEXT = "The tutor is unavailable right now; the students' lines are saved.";
 
@@ -59,6 +60,7 @@ export function lineElement(event, { compact = false, tutorName = "Tutor" } = {}
   li.className = classes.join(" ");
   if (data.segment_id) li.dataset.segmentId = String(data.segment_id);
   if (Number.isInteger(event.seq)) li.dataset.seq = String(event.seq);
+  if (Number.isInteger(event.seq) && !compact) li.id = `seq-${event.seq}`; // the radar links here
   if (data.message_id) li.dataset.messageId = String(data.message_id);
   li.dataset.event = event.type;
   li.dataset.kind = kind;
@@ -305,8 +307,11 @@ export function initRoom(root = document) {
     generating = messageId;
   }
 
+  let voice = null; // the microphone and the tutor's voice (voice.js), when the page has them
+
   function onMessage(message) {
     const data = message.data || {};
+    if (voice && voice.handleMessage(message)) return;
     switch (message.type) {
       case "transcript.final":
       case "tutor.message":
@@ -365,8 +370,10 @@ export function initRoom(root = document) {
   const socket = connect(config.ws_path, {
     afterSeq: Number.isInteger(config.last_seq) ? config.last_seq : undefined,
     onMessage,
+    onBinary: (buffer) => voice && voice.handleBinary(buffer),
     onStatus: (status) => {
       socketStatus = status;
+      if (voice) voice.socketStatus(status);
       if (status !== "open") releasePending();
       refreshComposer();
     },
@@ -382,6 +389,13 @@ export function initRoom(root = document) {
       } else if (event.code === 4429) {
         showError("Too many messages too fast. Reload the page in a moment.");
       }
+    },
+  });
+
+  voice = initVoiceBar(root.querySelector("[data-voice]"), {
+    socket,
+    onCaption: (text, partial, data) => {
+      if (partial && !data) setCaptions("You", text, true); // the browser's own recognition
     },
   });
 
@@ -431,7 +445,7 @@ export function initRoom(root = document) {
 
   refreshComposer();
   scroller.scrollTop = scroller.scrollHeight;
-  return { socket, isPersisted: (type) => PERSISTED.has(type) };
+  return { socket, voice, isPersisted: (type) => PERSISTED.has(type) };
 }
 
 if (typeof document !== "undefined" && document.getElementById("room-config")) {

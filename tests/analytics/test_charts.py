@@ -39,3 +39,22 @@ def test_line_chart_draws_one_path_per_series_and_skips_missing_points():
 def test_no_data_says_so():
     assert "No data yet" in str(bar_chart(bars=[], title="Empty"))
     assert "No data yet" in str(line_chart(series=[Series("a", [None])], x_labels=["x"], title="Empty"))
+
+
+def test_stacked_bars_split_into_parts_with_totals_and_links():
+    from analytics.charts import StackedBar, stacked_bar_chart
+
+    svg = stacked_bar_chart(
+        bars=[StackedBar("Ada", [3, 1], href="/x/#turns"), StackedBar("Grace & co", [0, 2])],
+        part_names=["Text", "Speech"], title="Turns",
+    )
+    root = ET.fromstring(str(svg))  # noqa: S314 (our own output)
+    bars = [r for r in root.iter(f"{SVG}rect") if "chart-bar" in (r.get("class") or "")]
+    assert len(bars) == 3  # Grace has no text part
+    assert float(bars[0].get("width")) == 3 * float(bars[1].get("width"))
+    titles = [t.text for t in root.iter(f"{SVG}title")]
+    assert "Ada, Text: 3" in titles and "Grace & co, Speech: 2" in titles
+    values = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "chart-value"]
+    assert values == ["4", "2"]
+    assert root.find(f"{SVG}a").get("href") == "/x/#turns"
+    assert "No data yet" in str(stacked_bar_chart(bars=[], part_names=["A"], title="Empty"))

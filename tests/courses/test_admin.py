@@ -17,7 +17,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from analytics.models import SessionAnalytics, StudentProgress, UsageEvent
+from analytics.models import (
+    BudgetAlert,
+    DataRightsAudit,
+    SessionAnalytics,
+    StudentProgress,
+    UsageDaily,
+    UsageEvent,
+)
 from courses.models import (
     Course,
     CourseDocument,
@@ -73,6 +80,13 @@ MAKE_ROW: dict[type[Model], Callable[[Tenant], Model]] = {
     StudentProgress: lambda t: factories.StudentProgressFactory(session__course__tenant=t),
     SessionAnalytics: lambda t: factories.SessionAnalyticsFactory(session__course__tenant=t),
     UsageEvent: lambda t: factories.UsageEventFactory(tenant=t, cost=Decimal("0.004200")),
+    UsageDaily: lambda t: UsageDaily.objects.create(
+        tenant=t, day=timezone.now().date() - timedelta(days=next(_versions)), kind="llm", provider="openai"
+    ),
+    BudgetAlert: lambda t: BudgetAlert.objects.create(
+        tenant=t, month=timezone.now().date() - timedelta(days=31 * next(_versions)), threshold=80
+    ),
+    DataRightsAudit: lambda t: DataRightsAudit.objects.create(tenant=t, student_id=next(_versions), action="export"),
 }
 
 # Models a tenant's staff may not see across tenants: all of them (Tenant: only their own).
@@ -117,6 +131,8 @@ def world(tenant, course, student, professor):
     factories.StudentProgressFactory(session=session, student=student)
     factories.SessionAnalyticsFactory(session=session)
     factories.UsageEventFactory(tenant=tenant, course=course, session=session, cost=Decimal("0.004200"))
+    for model in (UsageDaily, BudgetAlert, DataRightsAudit):
+        MAKE_ROW[model](tenant)
     return {"tenant": tenant, "user": professor.user}
 
 
@@ -240,7 +256,9 @@ def test_other_tenants_object_is_not_found_for_tenant_staff(client, staff_user, 
     assert "doesn\u2019t exist" in response.content.decode()  # the admin's "does not exist" message
 
 
-READ_ONLY_FOR_TENANT_STAFF = {TranscriptSegment, Message, StudentProgress, SessionAnalytics, UsageEvent}
+READ_ONLY_FOR_TENANT_STAFF = {
+    TranscriptSegment, Message, StudentProgress, SessionAnalytics, UsageEvent, UsageDaily, BudgetAlert, DataRightsAudit,
+}
 
 
 @pytest.mark.parametrize("model", SCOPED_MODELS, ids=lambda m: m._meta.label)

@@ -350,11 +350,12 @@ async def test_bad_messages_get_an_error_and_nothing_is_stored(conversation, stu
     assert await database_sync_to_async(Message.objects.filter(conversation=conversation).count)() == 0
 
 
-async def test_binary_frames_are_refused_on_a_text_conversation(conversation, student, offline_chain):
+async def test_binary_frames_are_audio_and_malformed_ones_are_refused(conversation, student, offline_chain):
+    # Conversations take voice (tests/voice): a frame that is not PCM16 gets an error.
     socket = await connect(conversation, student.user)
-    await socket.comm.send_to(bytes_data=b"\x00\x01" * 100)
+    await socket.comm.send_to(bytes_data=b"\x00\x01\x02")
     error = await socket.receive()
-    assert error["data"]["code"] == "binary_not_supported"
+    assert error["data"]["code"] == "audio_malformed"
     await socket.close()
 
 

@@ -9,18 +9,30 @@ Streamed replies are SSE over chunked transfer encoding, frame for frame like Op
 (`data: {chunk}\\n\\n` ... optional usage chunk ... `data: [DONE]\\n\\n`); a `DropAfter` closes the
 socket without the final chunk, which clients see as a cut stream. Every request is recorded in
 `requests`, every streamed reply in `streams` (chunks written, finished, client disconnected).
+
+Audio endpoints have queues of their own (so scripting them never disturbs chat replies):
+`/v1/audio/transcriptions` (multipart with a WAV) answers the next of
+`script_transcriptions(Transcription("text"), Status(500), Hang(5))`, else `transcription_default`,
+and records model, prompt, language and the WAV's duration in `transcriptions`;
+`/v1/audio/speech` answers the next of `script_speech(Speech(pcm, chunks=4))`, else a tone as long
+as the input, in several chunks of a chunked body, and records model, voice and input in `speeches`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.parser
+import email.policy
+import io
 import json
+import math
 import re
 import socket
 import sys
 import threading
 import time
 import uuid
+import wave
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -77,6 +89,32 @@ class DropAfter:
 
 Behaviour = Reply | Status | Hang | DropAfter
 
+
+@dataclass(frozen=True)
+class Transcription:
+    """A transcription answer: `{"text": text}`."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Speech:
+    """A speech answer: `pcm` written in `chunks` pieces of a chunked body, `chunk_delay` apart."""
+
+    pcm: bytes
+    chunks: int = 4
+    chunk_delay: float = 0.0
+
+
+def tone_pcm(ms: int, sample_rate: int = 24_000, hz: float = 440.0) -> bytes:
+    """PCM16 LE mono of a quiet tone: what the stand-in "says"."""
+    count = sample_rate * ms // 1000
+    return b"".join(
+        int(2000 * math.sin(2 * math.pi * hz * i / sample_rate)).to_bytes(2, "little", signed=True)
+        for i in range(count)
+    )
+
+
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
@@ -131,6 +169,11 @@ class OpenAIStandin:
         self.responder: Callable[[dict], Behaviour | None] | None = None
         self.requests: list[dict[str, Any]] = []
         self.streams: list[StreamRecord] = []
+        self.transcriptions: list[dict[str, Any]] = []
+        self.speeches: list[dict[str, Any]] = []
+        self.transcription_default: Transcription | Status | Hang = Transcription("Hello from the stand-in.")
+        self._transcription_queue: deque[Transcription | Status | Hang] = deque()
+        self._speech_queue: deque[Speech | Status | Hang] = deque()
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -144,6 +187,20 @@ class OpenAIStandin:
         """Queue behaviours for the next requests, in order."""
         with self._lock:
             self._queue.extend(behaviours)
+
+    def script_transcriptions(self, *behaviours: Transcription | Status | Hang) -> None:
+        """Queue answers for the next /v1/audio/transcriptions requests, in order."""
+        with self._lock:
+            self._transcription_queue.extend(behaviours)
+
+    def script_speech(self, *behaviours: Speech | Status | Hang) -> None:
+        """Queue answers for the next /v1/audio/speech requests, in order."""
+        with self._lock:
+            self._speech_queue.extend(behaviours)
+
+    def _next_audio(self, queue: deque, default: Any) -> Any:
+        with self._lock:
+            return queue.popleft() if queue else default
 
     def _next_behaviour(self, body: dict) -> Behaviour:
         with self._lock:
@@ -222,6 +279,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        path = self.path.rstrip("/")
+        if path == "/v1/audio/transcriptions":
+            self._transcribe(raw)
+            return
+        if path == "/v1/audio/speech":
+            self._speak(raw)
+            return
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -249,6 +313,79 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(body, behaviour)
         else:
             self._complete(body, behaviour)
+
+    # audio
+
+    def _transcribe(self, raw: bytes) -> None:
+        fields, files = _multipart(self.headers.get("Content-Type", ""), raw)
+        wav = files.get("file", b"")
+        record: dict[str, Any] = {
+            "model": fields.get("model", ""),
+            "prompt": fields.get("prompt"),
+            "language": fields.get("language"),
+            "response_format": fields.get("response_format"),
+            "fields": fields,
+            "headers": {key.lower(): value for key, value in self.headers.items()},
+            **_wav_info(wav),
+        }
+        self.owner.transcriptions.append(record)
+        self.owner.requests.append(
+            {"path": self.path, "method": "POST", "model": record["model"], "json": {}}
+        )
+        behaviour = self.owner._next_audio(self.owner._transcription_queue, self.owner.transcription_default)
+        if isinstance(behaviour, Status):
+            self._send_error(behaviour)
+        elif isinstance(behaviour, Hang):
+            self.owner._stopping.wait(behaviour.seconds)
+            self.close_connection = True
+        else:
+            self._send_json(200, {"text": behaviour.text, "usage": {"type": "duration", "seconds": 1}})
+
+    def _speak(self, raw: bytes) -> None:
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        record: dict[str, Any] = {
+            "model": body.get("model", ""),
+            "voice": body.get("voice", ""),
+            "input": body.get("input", ""),
+            "response_format": body.get("response_format"),
+            "json": body,
+            "chunks_written": 0,
+            "client_disconnected": False,
+        }
+        self.owner.speeches.append(record)
+        self.owner.requests.append(
+            {"path": self.path, "method": "POST", "model": record["model"], "json": body}
+        )
+        default = Speech(tone_pcm(min(3000, 60 * max(1, len(record["input"])))))
+        behaviour = self.owner._next_audio(self.owner._speech_queue, default)
+        if isinstance(behaviour, Status):
+            self._send_error(behaviour)
+            return
+        if isinstance(behaviour, Hang):
+            self.owner._stopping.wait(behaviour.seconds)
+            self.close_connection = True
+            return
+        pieces = max(1, behaviour.chunks)
+        size = math.ceil(len(behaviour.pcm) / pieces) or 1
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/pcm")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for offset in range(0, len(behaviour.pcm), size):
+                if behaviour.chunk_delay and offset and self.owner._stopping.wait(behaviour.chunk_delay):
+                    raise _Stopping
+                self._write_chunk(behaviour.pcm[offset : offset + size])
+                record["chunks_written"] += 1
+            self._write(b"0\r\n\r\n")
+        except _ClientGone:
+            record["client_disconnected"] = True
+            self.close_connection = True
+        except _Stopping:
+            self.close_connection = True
 
     # responses
 
@@ -362,6 +499,54 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
             raise _ClientGone from exc
+
+
+def _multipart(content_type: str, raw: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Form fields and files of a multipart/form-data body."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    if not message.is_multipart():
+        return fields, files
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        if part.get_filename() is not None:
+            files[str(name)] = payload
+        else:
+            fields[str(name)] = payload.decode("utf-8", "replace")
+    return fields, files
+
+
+def _wav_info(wav: bytes) -> dict[str, Any]:
+    """Duration and format of a WAV upload (zeros and an error when it is not one)."""
+    try:
+        with wave.open(io.BytesIO(wav)) as reader:
+            frames = reader.getnframes()
+            rate = reader.getframerate()
+            return {
+                "wav_bytes": len(wav),
+                "sample_rate": rate,
+                "channels": reader.getnchannels(),
+                "sample_width": reader.getsampwidth(),
+                "duration_ms": frames * 1000 // rate if rate else 0,
+                "pcm": reader.readframes(frames),
+                "wav_error": "",
+            }
+    except (wave.Error, EOFError) as exc:
+        return {
+            "wav_bytes": len(wav),
+            "sample_rate": 0,
+            "channels": 0,
+            "sample_width": 0,
+            "duration_ms": 0,
+            "pcm": b"",
+            "wav_error": str(exc),
+        }
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
