@@ -424,7 +424,18 @@ def topic_lines(*, session: LiveSession, topic: str) -> dict[str, Any]:
         raise NotFound("No such confusion topic in this session's analytics.")
     seqs = _seqs(row.get("seqs"))
     lines = _line_rows(session, set(seqs))
-    return {"topic": topic, "count": _int(row.get("count"), len(seqs)), "lines": [lines[s] for s in seqs if s in lines]}
+    # Each line's signals on this topic, labelled (one query: the session's confusion points).
+    notes: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for points in StudentProgress.objects.filter(session=session).values_list("confusion_points", flat=True):
+        for point in map(_dict, _list(points)):
+            seq = _int(point.get("seq"), -1)
+            if seq in lines and point.get("topic") == topic:
+                notes[seq].append({**point, "signal_label": signal_label(point.get("signal"))})
+    return {
+        "topic": topic,
+        "count": _int(row.get("count"), len(seqs)),
+        "lines": [{**lines[s], "notes": notes.get(s, [])} for s in dict.fromkeys(seqs) if s in lines],
+    }
 
 
 # --- Student report across a course ---------------------------------------------------------------

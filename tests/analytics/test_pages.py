@@ -86,6 +86,7 @@ def test_evidence_links_resolve_to_the_lines_behind_each_number(client, professo
     topic_url = re.search(r'href="(/sessions/\d+/report/lines/\?topic=range)"', html).group(1)
     lines = client.get(topic_url).content.decode()
     assert lines.count('class="evidence-line"') == 3
+    assert lines.count("explicit · range · “don&#x27;t get”") == 3  # each line's signal (an old code: its words)
 
 
 def test_every_link_of_the_report_resolves(client, professor, made):
@@ -295,6 +296,12 @@ def test_confusion_signals_read_as_labels_on_the_evidence_page(client, professor
         assert f'<p class="small muted">{label} · range</p>' in confusion, label
     for code in ("phrase", "repeated_question", "silence_after_question", "guardrail_redirect"):
         assert f">{code} ·" not in confusion
+    made.analytics.confusion_topics = [{"topic": "range", "count": 6, "seqs": [3]}]
+    made.analytics.save()
+    lines = client.get(reverse("session-report-lines", args=[made.session.pk]) + "?topic=range").content.decode()
+    assert lines.count('class="evidence-line"') == 1
+    for label in ("said so", "asked again", "silent after a question", "off-topic redirect", "model: stuck"):
+        assert f'<p class="small muted">{label} · range</p>' in lines, label
 
 
 @pytest.mark.parametrize("view", ["session-report", "session-report-print"])
