@@ -25,7 +25,7 @@ from sessions import groups
 from sessions.models import BreakoutRoom, LiveSession, Message, Speaker, TranscriptSegment
 from sessions.orchestration import session_mode_clean
 from sessions.realtime import broadcast_on_commit, utc_timestamp
-from sessions.services import message_text_clean
+from sessions.services import message_text_clean, utterance_audio_save
 
 BROADCAST_MAX_CHARS = 2000
 HINT_MAX_CHARS = 2000
@@ -394,10 +394,7 @@ def monitor_snapshot_events(*, session_id: int) -> list[tuple[str, Any]]:
 
 def _segment_audio_save(segment: TranscriptSegment, wav: bytes) -> None:
     """The utterance's WAV into default storage (filesystem or S3, settings "Audio storage")."""
-    from django.core.files.base import ContentFile
-
-    segment.audio.save(f"s{segment.session_id}-{segment.seq}.wav", ContentFile(wav), save=False)
-    TranscriptSegment.objects.filter(pk=segment.pk).update(audio=segment.audio.name)
+    utterance_audio_save(segment, wav, name=f"s{segment.session_id}-{segment.seq}.wav")
 
 
 def lecture_line_post(
