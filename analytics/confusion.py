@@ -22,6 +22,21 @@ SILENCE_AFTER_QUESTION = "silence_after_question"
 GUARDRAIL_REDIRECT = "guardrail_redirect"
 LLM_CLASSIFIED = "llm"
 
+# What each kind is called on the pages and the monitor's radar (the code stays in the data).
+SIGNAL_LABELS = {
+    PHRASE: "said so",
+    REPEATED_QUESTION: "asked again",
+    SILENCE_AFTER_QUESTION: "silent after a question",
+    GUARDRAIL_REDIRECT: "off-topic redirect",
+    LLM_CLASSIFIED: "model: stuck",
+}
+
+
+def signal_label(signal: object) -> str:
+    """The human label of a signal code; an unknown code (older data) reads as its words."""
+    code = str(signal or "")
+    return SIGNAL_LABELS.get(code, code.replace("_", " "))
+
 _CONFUSION = re.compile(
     r"""\b(
         (i|we)\s+(still\s+)?(do\s*n[o']?t|don't|dont|cannot|can't|cant)\s+(really\s+)?

@@ -145,13 +145,22 @@ def _export_data(student: Student) -> tuple[dict[str, Any], list[tuple[str, str]
             "transcript": [line(s) for s in segments.iterator()],
         })
 
+    def message_row(message: Message, row: dict[str, Any]) -> dict[str, Any]:
+        """A message's row, with its source and (their own spoken question's) audio file."""
+        row["source"] = message.source
+        if message.audio and message.author_id == user.pk:
+            in_zip = f"audio/m{message.pk}-{PurePosixPath(message.audio.name).name}"
+            audio.append((message.audio.name, in_zip))
+            row["audio"] = in_zip
+        return row
+
     conversations = []
     for conversation in Conversation.objects.filter(student=student).select_related("course").order_by("created_at"):
         conversations.append({
             "id": conversation.pk, "course": conversation.course.code, "title": conversation.title,
             "created_at": _iso(conversation.created_at),
             "messages": [
-                {"seq": m.seq, "role": m.role, "text": m.text, "at": _iso(m.created_at)}
+                message_row(m, {"seq": m.seq, "role": m.role, "text": m.text, "at": _iso(m.created_at)})
                 for m in conversation.messages.order_by("seq", "pk")
             ],
         })
@@ -172,7 +181,7 @@ def _export_data(student: Student) -> tuple[dict[str, Any], list[tuple[str, str]
         "sessions": session_rows,
         # Their own lines kept as messages of their rooms' tutor conversations.
         "room_messages": [
-            {"session_id": m.conversation.session_id, "seq": m.seq, "text": m.text, "at": _iso(m.created_at)}
+            message_row(m, {"session_id": m.conversation.session_id, "seq": m.seq, "text": m.text, "at": _iso(m.created_at)})
             for m in Message.objects.filter(author_id=user.pk).exclude(conversation__student=student)
             .select_related("conversation").order_by("created_at", "pk")
         ],
@@ -295,8 +304,11 @@ def student_data_erase(*, student: Student, by: User | None, mode: str = "anonym
         own = TranscriptSegment.objects.filter(speaker_user_id=user.pk)
         audio = list(own.exclude(audio="").values_list("audio", flat=True))
         counts["lines"] = own.update(text=ERASED, speaker_name=ERASED_NAME, audio="")
+        # Their spoken questions' audio: in practice conversations (deleted below) and elsewhere.
+        own_messages = Message.objects.filter(Q(author_id=user.pk) | Q(conversation__student=student))
+        audio += list(own_messages.exclude(audio="").values_list("audio", flat=True))
         counts["messages"] = Message.objects.filter(author_id=user.pk).exclude(conversation__student=student).update(
-            text=ERASED, citations=[]
+            text=ERASED, citations=[], audio=""
         )
         practice = Conversation.objects.filter(student=student)
         counts["conversations"] = practice.count()

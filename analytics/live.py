@@ -214,6 +214,7 @@ def segment_observe(*, segment_id: int, room_id: int | None = None) -> list[dict
             "student": {"id": segment.speaker_user_id, "name": segment.speaker_name},
             "topic": topic,
             "signal": signal.signal,
+            "signal_label": confusion.signal_label(signal.signal),
             "evidence": signal.evidence,
             "seq": segment.seq,
             "segment_id": segment.pk,
@@ -380,7 +381,10 @@ def radar_snapshot(*, session_id: int) -> dict[str, Any]:
     (newest first), participation (the last live computation, or null), at}."""
     state = radar_state(session_id)
     now = datetime.now(UTC)
-    alerts = list(reversed(_pruned(state["signals"], now)))[:ALERTS_SHOWN]
+    alerts = [
+        {**alert, "signal_label": confusion.signal_label(alert.get("signal"))}  # also for alerts stored before labels
+        for alert in reversed(_pruned(state["signals"], now))
+    ][:ALERTS_SHOWN]
     return {
         "session_id": session_id,
         "window_minutes": int(_window().total_seconds() // 60),

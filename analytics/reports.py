@@ -13,16 +13,16 @@ from collections import Counter, defaultdict
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Avg, Count, F, Sum
+from django.db.models import Avg, Count, F, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
 from analytics import charts
-from analytics.confusion import GENERAL_TOPIC
+from analytics.confusion import GENERAL_TOPIC, signal_label
 from analytics.models import SessionAnalytics, StudentProgress
 from courses.exceptions import DomainError, Forbidden, NotFound
 from courses.models import Course, Enrollment, Student, User
-from sessions.models import LiveSession, RoomAssignment, TranscriptSegment
+from sessions.models import LiveSession, RoomAssignment, Speaker, TranscriptSegment
 
 BIN_MS = 5 * 60 * 1000  # timeline: lines per 5-minute bin
 STUDENT_REPORT_VIEWS = ("session", "week")
@@ -96,17 +96,34 @@ def _scoped_sessions(user: User):
     return rows.filter(tenant_id=user.tenant_id)
 
 
+def _can_teach_session(user: User, session: LiveSession) -> bool:
+    if user.is_superuser or user.role == User.Role.STAFF or session.professor.user_id == user.pk:
+        return True
+    return user.role == User.Role.PROFESSOR and session.course.professors.filter(user_id=user.pk).exists()
+
+
 def session_get_for_report(*, user: User, session_id: int) -> LiveSession:
     """The session's professor, the course's professors and the tenant's staff; students 403,
     other tenants 404 (as the session pages)."""
     session = _scoped_sessions(user).filter(pk=session_id).first()
     if session is None:
         raise NotFound("No such session.")
-    if user.is_superuser or user.role == User.Role.STAFF or session.professor.user_id == user.pk:
-        return session
-    if user.role == User.Role.PROFESSOR and session.course.professors.filter(user_id=user.pk).exists():
+    if _can_teach_session(user, session):
         return session
     raise Forbidden("Only the course's professors see its session reports.")
+
+
+def session_get_for_evidence(*, user: User, session_id: int, student_id: int) -> tuple[LiveSession, bool]:
+    """(session, can_teach) for a student's evidence page: whoever may read the session report,
+    and the student themself (their own page only; another student's is 403, as the report)."""
+    session = _scoped_sessions(user).filter(pk=session_id).first()
+    if session is None:
+        raise NotFound("No such session.")
+    if _can_teach_session(user, session):
+        return session, True
+    if Student.objects.filter(pk=student_id, user_id=user.pk, tenant_id=session.tenant_id).exists():
+        return session, False
+    raise Forbidden("You can only see your own evidence.")
 
 
 def course_student_get_for_report(*, user: User, course: Course, can_teach: bool, student_id: int) -> Student:
@@ -307,19 +324,29 @@ def _query(**params: str) -> str:
     return urlencode(params)
 
 
-def _line_rows(session: LiveSession, seqs: set[int]) -> dict[int, dict[str, Any]]:
-    """seq -> the line (one query), with the room's name and a wall-clock time."""
+def _line_rows(
+    session: LiveSession, seqs: set[int], *, exclude_students_but: int | None = None,
+    room_links: set[int] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """seq -> the line (one query), with the room's name and a wall-clock time.
+    `exclude_students_but` (a user id): no other student's line is returned; `room_links`: only
+    these rooms are linked (default: all)."""
     if not seqs:
         return {}
     rows = (
         TranscriptSegment.objects.filter(session=session, seq__in=seqs)
         .select_related("room").order_by("seq")
     )
+    if exclude_students_but is not None:
+        rows = rows.exclude(Q(speaker_kind=Speaker.STUDENT) & ~Q(speaker_user_id=exclude_students_but))
     return {
         s.seq: {
             "seq": s.seq,
             "room": s.room.name if s.room else "Main room",
-            "room_url": f"{reverse('room-detail', args=[s.room_id])}#seq-{s.seq}" if s.room_id else "",
+            "room_url": (
+                f"{reverse('room-detail', args=[s.room_id])}#seq-{s.seq}"
+                if s.room_id and (room_links is None or s.room_id in room_links) else ""
+            ),
             "speaker": s.speaker_name,
             "source": s.source,
             "offset": f"{s.start_ms // 60000}:{(s.start_ms // 1000) % 60:02d}",
@@ -330,37 +357,55 @@ def _line_rows(session: LiveSession, seqs: set[int]) -> dict[int, dict[str, Any]
     }
 
 
-def student_evidence(*, session: LiveSession, student_id: int) -> dict[str, Any]:
-    """One student's numbers in a session with the lines behind each, grouped by metric."""
+def student_evidence(*, session: LiveSession, student_id: int, own: bool = False) -> dict[str, Any]:
+    """One student's numbers in a session with the lines behind each, grouped by metric.
+
+    `own`: the student reads their own page. Their lines and the tutor's (its hints to them, its
+    questions) are listed, never another student's line (the computation's evidence points at
+    none, but its JSON is not trusted for that), and only their own room is linked."""
     student = Student.objects.select_related("user").filter(pk=student_id, tenant_id=session.tenant_id).first()
     if student is None:
         raise NotFound("No such student.")
     progress = StudentProgress.objects.filter(session=session, student=student).first()
-    if progress is None and not RoomAssignment.objects.filter(session=session, student=student).exists():
+    room_ids = set(RoomAssignment.objects.filter(session=session, student=student).values_list("room_id", flat=True))
+    if progress is None and not room_ids:
         raise NotFound("This student was not in the session.")
     evidence = progress_evidence(progress) if progress else {}
-    lines = _line_rows(session, {seq for seqs in evidence.values() for seq in seqs})
+    wanted = {seq for seqs in evidence.values() for seq in seqs}
+    if own:
+        lines = _line_rows(session, wanted, exclude_students_but=student.user_id, room_links=room_ids)
+        absent = wanted - set(lines)
+        hidden = set(
+            TranscriptSegment.objects.filter(session=session, seq__in=absent).values_list("seq", flat=True)
+        ) if absent else set()
+    else:
+        lines, hidden = _line_rows(session, wanted), set()
+    # A line's confusion points (a line may carry several signals), shown under it, labelled.
+    notes: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for point in _list(progress.confusion_points if progress else []):
+        point = _dict(point)
+        notes[_int(point.get("seq"))].append({**point, "signal_label": signal_label(point.get("signal"))})
     known = dict(METRICS)
     groups = []
     for key in [k for k, _ in METRICS] + sorted(k for k in evidence if k not in known):
         seqs = evidence.get(key, [])
+        distinct = list(dict.fromkeys(seqs))
+        shown = [lines[seq] for seq in distinct if seq in lines]
+        if key == "confusion":
+            shown = [{**line, "notes": notes.get(line["seq"], [])} for line in shown]
         groups.append({
             "key": key,
             "label": known.get(key, key.replace("_", " ").capitalize()),
             "count": len(seqs),
-            "lines": [lines[seq] for seq in seqs if seq in lines],
-            "missing": [seq for seq in seqs if seq not in lines],
+            "lines": shown,
+            "missing": [seq for seq in distinct if seq not in lines and seq not in hidden],
+            "hidden": sum(1 for seq in distinct if seq in hidden),
         })
-    notes = {}
-    if progress:
-        notes = {
-            "confusion": {_int(_dict(p).get("seq")): _dict(p) for p in _list(progress.confusion_points)},
-        }
     return {
+        "own": own,
         "student": {"id": student.pk, "name": _name(student)},
         "progress": progress,
         "groups": groups,
-        "confusion_notes": notes.get("confusion", {}),
         "topics": [
             {"topic": str(_dict(t).get("topic")), "seqs": _seqs(_dict(t).get("segments"))}
             for t in _list(progress.topics_covered if progress else []) if _dict(t).get("topic")
@@ -379,7 +424,18 @@ def topic_lines(*, session: LiveSession, topic: str) -> dict[str, Any]:
         raise NotFound("No such confusion topic in this session's analytics.")
     seqs = _seqs(row.get("seqs"))
     lines = _line_rows(session, set(seqs))
-    return {"topic": topic, "count": _int(row.get("count"), len(seqs)), "lines": [lines[s] for s in seqs if s in lines]}
+    # Each line's signals on this topic, labelled (one query: the session's confusion points).
+    notes: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for points in StudentProgress.objects.filter(session=session).values_list("confusion_points", flat=True):
+        for point in map(_dict, _list(points)):
+            seq = _int(point.get("seq"), -1)
+            if seq in lines and point.get("topic") == topic:
+                notes[seq].append({**point, "signal_label": signal_label(point.get("signal"))})
+    return {
+        "topic": topic,
+        "count": _int(row.get("count"), len(seqs)),
+        "lines": [{**lines[s], "notes": notes.get(s, [])} for s in dict.fromkeys(seqs) if s in lines],
+    }
 
 
 # --- Student report across a course ---------------------------------------------------------------

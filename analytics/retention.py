@@ -7,8 +7,9 @@ Per tenant, with `cutoff = now - retention_days`:
   of its rooms' conversations; the session, rooms and conversation shells stay;
 - a practice conversation last updated before the cutoff is deleted with its messages (its title
   is the student's first line);
-- utterance audio older than the cutoff is deleted from segments that are kept (the session is
-  still within retention as a whole): the file goes, the text stays; a tenant with `keep_audio`
+- utterance audio older than the cutoff is deleted from segments and messages (a spoken practice
+  question) that are kept (the session or conversation is still within retention as a whole):
+  the file goes, the text stays; a tenant with `keep_audio`
   off keeps no audio at all, so all of its remaining files go.
 
 StudentProgress and SessionAnalytics stay: they are numbers without students' words. Files are
@@ -58,7 +59,7 @@ def _batch_size() -> int:
 
 
 def audio_files_delete(names: list[str]) -> int:
-    """Delete these audio files from the segments' storage; missing ones count as gone."""
+    """Delete these audio files from the segments' (and messages') storage; missing ones count as gone."""
     storage = TranscriptSegment._meta.get_field("audio").storage
     deleted = 0
     for name in names:
@@ -72,13 +73,13 @@ def audio_files_delete(names: list[str]) -> int:
     return deleted
 
 
-def _segments_delete(queryset: QuerySet) -> tuple[int, int]:
-    """Delete segments (files first, then rows) in batches. (rows, files)."""
-    rows = files = 0
-    size = _batch_size()
+def _audio_rows_delete(queryset: QuerySet) -> tuple[int, int]:
+    """Delete rows with an `audio` file (segments, messages): files first, then rows, in
+    batches. (rows of the queryset's model, files)."""
+    model, rows, files, size = queryset.model, 0, 0, _batch_size()
     while batch := list(queryset.order_by("pk").values_list("pk", "audio")[:size]):
         files += audio_files_delete([audio for _, audio in batch if audio])
-        rows += TranscriptSegment.objects.filter(pk__in=[pk for pk, _ in batch]).delete()[0]
+        rows += model.objects.filter(pk__in=[pk for pk, _ in batch]).delete()[1].get(model._meta.label, 0)
     return rows, files
 
 
@@ -91,12 +92,12 @@ def _rows_delete(queryset: QuerySet) -> int:
 
 
 def _audio_clear(queryset: QuerySet) -> int:
-    """Delete the audio files of segments that stay; their `audio` becomes empty."""
-    files, size = 0, _batch_size()
+    """Delete the audio files of rows that stay (segments, messages); their `audio` becomes empty."""
+    model, files, size = queryset.model, 0, _batch_size()
     queryset = queryset.exclude(audio="")
     while batch := list(queryset.order_by("pk").values_list("pk", "audio")[:size]):
         files += audio_files_delete([audio for _, audio in batch])
-        TranscriptSegment.objects.filter(pk__in=[pk for pk, _ in batch]).update(audio="")
+        model.objects.filter(pk__in=[pk for pk, _ in batch]).update(audio="")
     return files
 
 
@@ -126,17 +127,22 @@ def tenant_retention_purge(*, tenant: Tenant, now: datetime | None = None, dry_r
     # A tenant that does not keep audio (any more) keeps none: its remaining files go too.
     audio_cutoff = cutoff if tenant.keep_audio else now
     aged_audio = TranscriptSegment.objects.filter(session__tenant=tenant, created_at__lt=audio_cutoff)
+    aged_message_audio = Message.objects.filter(conversation__tenant=tenant, created_at__lt=audio_cutoff)
 
     if dry_run:
         return PurgeCounts(
             segments=segments.count(), messages=room_messages.count() + practice_messages.count(),
-            conversations=practice.count(), audio_files=aged_audio.exclude(audio="").count(),
+            conversations=practice.count(),
+            audio_files=aged_audio.exclude(audio="").count() + aged_message_audio.exclude(audio="").count(),
         )
     counts = PurgeCounts()
-    counts.segments, counts.audio_files = _segments_delete(segments)
-    counts.messages = _rows_delete(room_messages) + _rows_delete(practice_messages)
+    counts.segments, counts.audio_files = _audio_rows_delete(segments)
+    for messages in (room_messages, practice_messages):
+        rows, files = _audio_rows_delete(messages)
+        counts.messages += rows
+        counts.audio_files += files
     counts.conversations = _rows_delete(practice)
-    counts.audio_files += _audio_clear(aged_audio)
+    counts.audio_files += _audio_clear(aged_audio) + _audio_clear(aged_message_audio)
     if any(asdict(counts).values()):
         logger.info(
             "retention purge, tenant %s (%d days): %s", tenant.pk, tenant.retention_days, asdict(counts)

@@ -57,9 +57,13 @@ def session_report_status(request: HttpRequest, session_id: int) -> HttpResponse
 @require_safe
 @login_required
 def session_report_student(request: HttpRequest, session_id: int, student_id: int) -> HttpResponse:
-    session = reports.session_get_for_report(user=request.user, session_id=session_id)
-    data = reports.student_evidence(session=session, student_id=student_id)
-    return render(request, "analytics/student_evidence.html", {"session": session, "course": session.course, "data": data})
+    """A student's evidence lines: for the session's teachers, and for the student themself."""
+    session, can_teach = reports.session_get_for_evidence(user=request.user, session_id=session_id, student_id=student_id)
+    data = reports.student_evidence(session=session, student_id=student_id, own=not can_teach)
+    return render(
+        request, "analytics/student_evidence.html",
+        {"session": session, "course": session.course, "data": data, "can_teach": can_teach},
+    )
 
 
 @require_safe

@@ -121,26 +121,6 @@ def script(rng: random.Random, seconds: float, speech: dict[str, bytes]) -> tupl
     return pcm + silence(int(seconds * 1000) - len(pcm) // 32), count
 
 
-class NullEngine:
-    name = "null"
-
-    async def open(self, options, *, on_partial=None):
-        return self
-
-    provider = "null"
-
-    async def feed(self, pcm: bytes) -> None:
-        return None
-
-    async def finish(self):
-        from voice.providers.base import Transcript
-
-        return Transcript(text="", is_final=True, provider="null")
-
-    async def aclose(self) -> None:
-        return None
-
-
 class Listener:
     def __init__(self, latencies: list[int]):
         self.latencies = latencies
@@ -167,6 +147,7 @@ async def run_one(pipeline: str, streams: int, seconds: float, seed: int) -> dic
     """One pipeline with `streams` connections for `seconds` (in this process)."""
     from tests.voice.audio_support import speak
     from voice.pipeline import VoiceInput
+    from voice.providers import NullSttEngine
     from voice.providers.base import StreamOptions, SttChain
     from voice.providers.pocketsphinx import PocketsphinxEngine, decoder_pool
 
@@ -189,7 +170,7 @@ async def run_one(pipeline: str, streams: int, seconds: float, seed: int) -> dic
         if pipeline == "bare":
             inputs.append(None)
             continue
-        engine = NullEngine() if pipeline == "vad" else PocketsphinxEngine()
+        engine = NullSttEngine() if pipeline == "vad" else PocketsphinxEngine()
         inputs.append(VoiceInput(chain=SttChain([engine]), options=options, listener=listener))
 
     delays: list[float] = []

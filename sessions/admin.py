@@ -407,7 +407,7 @@ class MessageInline(ReadOnlyTabularInline):
     model = Message
     tenant_path = "conversation__tenant"
     formset = limited_formset(CONVERSATION_MESSAGES_SHOWN)
-    fields = ("seq", "role", "author", "text", "status", "guardrail", "model", "created_at")
+    fields = ("seq", "role", "author", "text", "source", "status", "guardrail", "model", "created_at")
     verbose_name_plural = f"messages (the first {CONVERSATION_MESSAGES_SHOWN})"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -444,11 +444,11 @@ class MessageAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     tenant_path = "conversation__tenant"
     tenant_staff_read_only = True
     list_display = (
-        "seq", "conversation", "role", "preview", "status", "guardrail", "model", "offline", "tokens",
+        "seq", "conversation", "role", "preview", "source", "status", "guardrail", "model", "offline", "tokens",
         "created_at",
     )
     list_display_links = ("seq", "preview")
-    list_filter = ("role", "status", "guardrail", "offline")
+    list_filter = ("role", "source", "status", "guardrail", "offline")
     list_select_related = ("conversation",)
     search_fields = ("text", "model", "conversation__title")
     date_hierarchy = "created_at"

@@ -25,7 +25,7 @@ from sessions import groups
 from sessions.models import BreakoutRoom, LiveSession, Message, Speaker, TranscriptSegment
 from sessions.orchestration import session_mode_clean
 from sessions.realtime import broadcast_on_commit, utc_timestamp
-from sessions.services import message_text_clean
+from sessions.services import message_text_clean, utterance_audio_save
 
 BROADCAST_MAX_CHARS = 2000
 HINT_MAX_CHARS = 2000
@@ -158,6 +158,31 @@ def room_status_broadcast(*, room_ids: list[int]) -> None:
 # --- lines ----------------------------------------------------------------------------------
 
 
+def _person_line_post(
+    *, session: LiveSession, room: BreakoutRoom | None, speaker_kind: str, user: User, text: Any, source: str,
+    provider: str, start_ms: int | None, end_ms: int | None, audio: bytes | None,
+) -> TranscriptSegment:
+    """A person's line (a student in a room, the professor in the lecture): cleaned, checked,
+    persisted with the session's next seq (and its WAV when kept), then broadcast after commit."""
+    text = message_text_clean(text)
+    _require_live(session)
+    offset = _offset_ms(session)
+    start = offset if start_ms is None else start_ms
+    with transaction.atomic():
+        seq = session_next_seq(session.pk)
+        segment = TranscriptSegment.objects.create(
+            session=session, room=room, seq=seq, speaker_kind=speaker_kind, speaker_user=user,
+            speaker_name=user.display_name, text=text, source=source, provider=provider,
+            start_ms=start, end_ms=max(start, offset if end_ms is None else end_ms),
+        )
+        if room is not None:
+            BreakoutRoom.objects.filter(pk=room.pk).update(last_activity_at=timezone.now())
+        if audio:
+            _segment_audio_save(segment, audio)
+        _segment_broadcast(segment)
+    return segment
+
+
 def room_line_post(
     *, room: BreakoutRoom, user: User, text: Any, source: str = TranscriptSegment.Source.TEXT,
     provider: str = "", start_ms: int | None = None, end_ms: int | None = None, audio: bytes | None = None,
@@ -165,23 +190,10 @@ def room_line_post(
     """A student's line in their room: persisted with the session's next seq, then broadcast as
     `transcript.final` to the room and the monitor. DomainError for a bad line (nothing kept).
     `audio`: the utterance as WAV, kept in `segment.audio` (the tenant's keep_audio)."""
-    text = message_text_clean(text)
-    session = room.session
-    _require_live(session)
-    offset = _offset_ms(session)
-    start = offset if start_ms is None else start_ms
-    with transaction.atomic():
-        seq = session_next_seq(session.pk)
-        segment = TranscriptSegment.objects.create(
-            session=session, room=room, seq=seq, speaker_kind=Speaker.STUDENT, speaker_user=user,
-            speaker_name=user.display_name, text=text, source=source, provider=provider,
-            start_ms=start, end_ms=max(start, offset if end_ms is None else end_ms),
-        )
-        BreakoutRoom.objects.filter(pk=room.pk).update(last_activity_at=timezone.now())
-        if audio:
-            _segment_audio_save(segment, audio)
-        _segment_broadcast(segment)
-    return segment
+    return _person_line_post(
+        session=room.session, room=room, speaker_kind=Speaker.STUDENT, user=user, text=text, source=source,
+        provider=provider, start_ms=start_ms, end_ms=end_ms, audio=audio,
+    )
 
 
 def room_tutor_line_post(*, message: Message, room_id: int, session_id: int, speaker_name: str) -> TranscriptSegment:
@@ -394,10 +406,7 @@ def monitor_snapshot_events(*, session_id: int) -> list[tuple[str, Any]]:
 
 def _segment_audio_save(segment: TranscriptSegment, wav: bytes) -> None:
     """The utterance's WAV into default storage (filesystem or S3, settings "Audio storage")."""
-    from django.core.files.base import ContentFile
-
-    segment.audio.save(f"s{segment.session_id}-{segment.seq}.wav", ContentFile(wav), save=False)
-    TranscriptSegment.objects.filter(pk=segment.pk).update(audio=segment.audio.name)
+    utterance_audio_save(segment, wav, name=f"s{segment.session_id}-{segment.seq}.wav")
 
 
 def lecture_line_post(
@@ -407,21 +416,10 @@ def lecture_line_post(
     """A line of the professor's lecture (the main room: `room` empty, speaker professor), said
     into the lecture socket: persisted with the session's next seq, then `transcript.final`
     (source speech) to the monitor. The room tutors read the latest ones into their prompt."""
-    text = message_text_clean(text)
-    _require_live(session)
-    offset = _offset_ms(session)
-    start = offset if start_ms is None else start_ms
-    with transaction.atomic():
-        seq = session_next_seq(session.pk)
-        segment = TranscriptSegment.objects.create(
-            session=session, room=None, seq=seq, speaker_kind=Speaker.PROFESSOR, speaker_user=user,
-            speaker_name=user.display_name, text=text, source=TranscriptSegment.Source.SPEECH,
-            provider=provider, start_ms=start, end_ms=max(start, offset if end_ms is None else end_ms),
-        )
-        if audio:
-            _segment_audio_save(segment, audio)
-        _segment_broadcast(segment)
-    return segment
+    return _person_line_post(
+        session=session, room=None, speaker_kind=Speaker.PROFESSOR, user=user, text=text,
+        source=TranscriptSegment.Source.SPEECH, provider=provider, start_ms=start_ms, end_ms=end_ms, audio=audio,
+    )
 
 
 def session_offset_ms(session: LiveSession) -> int:

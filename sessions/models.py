@@ -423,6 +423,13 @@ class Message(models.Model):
     error = models.TextField(blank=True)
     # A note shown with the reply, e.g. that the tenant's budget moved it to a cheaper model.
     notice = models.CharField(max_length=300, blank=True)
+    # A student's question: typed or spoken; if spoken, the STT engine and (the tenant's
+    # keep_audio) the utterance as WAV, purged past retention like a segment's audio.
+    source = models.CharField(
+        max_length=10, choices=TranscriptSegment.Source.choices, default=TranscriptSegment.Source.TEXT
+    )
+    provider = models.CharField(max_length=50, blank=True)
+    audio = models.FileField(upload_to="audio/%Y/%m/%d/", blank=True, max_length=500)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -373,10 +373,10 @@ def message_event(message: Message, *, conversation: Conversation, author_name: 
                 "room_id": None,
                 "speaker": {"id": message.author_id, "name": author_name, "kind": "student"},
                 "text": message.text,
-                "source": "text",
+                "source": message.source,
                 "start_ms": 0,
                 "end_ms": 0,
-                "provider": "",
+                "provider": message.provider,
                 "guardrail": message.guardrail or None,
             },
         }

@@ -15,7 +15,7 @@ from django.utils import timezone
 from courses.exceptions import DomainError
 from courses.models import Course, Student, TeachingMode, User
 from sessions import groups
-from sessions.models import Conversation, Message, PromptTemplate
+from sessions.models import Conversation, Message, PromptTemplate, TranscriptSegment
 from sessions.realtime import broadcast_on_commit, control_on_commit
 from sessions.selectors import message_event
 
@@ -231,15 +231,34 @@ def _conversation_next_seq(conversation_id: int) -> int:
     return Conversation.objects.filter(pk=conversation_id).values_list("last_seq", flat=True).get()
 
 
-def conversation_message_post(*, conversation: Conversation, author: User, text: Any) -> Message:
+def utterance_audio_save(instance: Any, wav: bytes, *, name: str) -> None:
+    """An utterance's WAV into default storage (filesystem or S3, settings "Audio storage"), as
+    `instance.audio` (a segment's or a message's), without touching its other fields."""
+    from django.core.files.base import ContentFile
+
+    instance.audio.save(name, ContentFile(wav), save=False)
+    type(instance).objects.filter(pk=instance.pk).update(audio=instance.audio.name)
+
+
+def conversation_message_post(
+    *, conversation: Conversation, author: User, text: Any, source: str = "text",
+    provider: str = "", audio_wav: bytes | None = None,
+) -> Message:
     """Persist a student's message with the conversation's next `seq`, then (after commit)
-    broadcast it as `transcript.final`. Raises DomainError for a bad message; nothing is kept."""
+    broadcast it as `transcript.final`. Raises DomainError for a bad message; nothing is kept.
+    A spoken one: `source` "speech", the STT engine as `provider`, and `audio_wav` the utterance,
+    kept when the tenant keeps audio (the caller passes it only then)."""
     text = message_text_clean(text)
+    if source not in TranscriptSegment.Source.values:
+        raise DomainError("source is \"text\" or \"speech\".", code="invalid", fields={"source": ["Unknown source."]})
     with transaction.atomic():
         seq = _conversation_next_seq(conversation.pk)
         message = Message.objects.create(
-            conversation=conversation, seq=seq, role=Message.Role.STUDENT, author=author, text=text
+            conversation=conversation, seq=seq, role=Message.Role.STUDENT, author=author, text=text,
+            source=source, provider=(provider or "")[:50],
         )
+        if audio_wav:
+            utterance_audio_save(message, audio_wav, name=f"c{conversation.pk}-{seq}.wav")
         if not conversation.title:
             title = " ".join(text.split())
             conversation.title = title if len(title) <= 60 else title[:59].rsplit(" ", 1)[0] + "…"

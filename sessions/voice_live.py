@@ -250,7 +250,7 @@ class ConversationVoiceMixin(VoiceMixin):
         scope = VoiceScope(
             keywords=_keywords(course),
             usage={"tenant_id": conversation.tenant_id, "course_id": course.pk, "session_id": None, "user_id": self.user.pk},
-            keep_audio=False,  # a practice message has no audio field: nothing to keep it in
+            keep_audio=bool(course.tenant.keep_audio),
         )
         return scope, {"id": self.user.pk, "name": self.user.display_name, "kind": "student"}
 
@@ -268,17 +268,19 @@ class ConversationVoiceMixin(VoiceMixin):
         )
 
     async def voice_final(self, utterance: Any, *, offset_ms: int, answer: bool) -> None:
+        keep = bool(self.voice and self.voice.scope and self.voice.scope.keep_audio)
+        spoken = {"source": "speech", "provider": utterance.provider, "audio_wav": _wav(utterance, keep)}
         if not answer:
             from sessions.services import conversation_message_post
 
             def keep_only() -> None:
                 conversation = selectors.conversation_get_for_student(user=self.user, conversation_id=self.object_id)
-                conversation_message_post(conversation=conversation, author=self.user, text=utterance.text)
+                conversation_message_post(conversation=conversation, author=self.user, text=utterance.text, **spoken)
 
             await self._voice_post(keep_only)
             return
         result = await self._voice_post(
-            lambda: turn.turn_begin(conversation_id=self.object_id, user=self.user, text=utterance.text)
+            lambda: turn.turn_begin(conversation_id=self.object_id, user=self.user, text=utterance.text, **spoken)
         )
         if result is _FAILED:
             return

@@ -18,7 +18,10 @@ began; the consumer adds the session offset. `latency_ms` is from the end of spe
 turn, or `end()`) to the final. A final with empty text is not reported. If every engine fails,
 the listener hears `on_switch(to_engine=None)` and the utterance is dropped with a warning.
 The worker may still be transcribing utterance n when utterance n+1 starts: `on_speech_start`
-of n+1 can come before the final of n.
+of n+1 can come before the final of n. The queue is not bounded: an engine slower than real time
+makes finals late (bench/audio_ingest.py), never frames. A client that recognises speech itself
+(`text_result`) should not also have its audio transcribed: the consumer picks one per connection
+(VAD alone, for barge-in: `SttChain([voice.providers.NullSttEngine()])`).
 """
 
 from __future__ import annotations

@@ -87,8 +87,8 @@ class MessageSerializer(serializers.ModelSerializer):
     class Meta:
         model = Message
         fields = [
-            "id", "seq", "role", "author", "author_name", "text", "status", "guardrail", "citations",
-            "model", "offline", "notice", "prompt_tokens", "completion_tokens", "created_at",
+            "id", "seq", "role", "author", "author_name", "text", "source", "provider", "status", "guardrail",
+            "citations", "model", "offline", "notice", "prompt_tokens", "completion_tokens", "created_at",
         ]
         read_only_fields = fields
 

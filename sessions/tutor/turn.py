@@ -213,12 +213,18 @@ def _conversation_for_turn(conversation_id: int) -> Conversation:
     ).get(pk=conversation_id)
 
 
-def turn_begin(*, conversation_id: int, user: User, text: Any) -> tuple[dict[str, Any], TurnPlan]:
+def turn_begin(
+    *, conversation_id: int, user: User, text: Any, source: str = "text", provider: str = "",
+    audio_wav: bytes | None = None,
+) -> tuple[dict[str, Any], TurnPlan]:
     """Persist the student's message and prepare the reply: (the `transcript.final` event of the
-    question, the plan). Raises DomainError (bad message, rate limit) before anything is kept."""
+    question, the plan). Raises DomainError (bad message, rate limit) before anything is kept.
+    A spoken question: `source` "speech", the STT `provider`, `audio_wav` when the tenant keeps it."""
     turn_rate_check(user_id=user.pk)
     conversation = _conversation_for_turn(conversation_id)
-    question = conversation_message_post(conversation=conversation, author=user, text=text)
+    question = conversation_message_post(
+        conversation=conversation, author=user, text=text, source=source, provider=provider, audio_wav=audio_wav
+    )
     reply = tutor_reply_open(conversation=conversation)
     plan = turn_prepare(conversation=conversation, question=question, reply=reply, user=user)
     return message_event(question, conversation=conversation, author_name=user.display_name), plan

@@ -355,14 +355,15 @@ export function radarAlertElement(alert) {
   const li = document.createElement("li");
   li.className = "radar-alert";
   li.dataset.alertKey = `${alert.segment_id}-${alert.signal}`;
-  const again = alert.signal === "repeated_question" ? ' <span class="muted small">(asked again)</span>' : "";
+  const label = alert.signal_label || alert.signal || "";
+  const kind = label ? ` <span class="muted small radar-signal">(${escapeHtml(label)})</span>` : "";
   li.innerHTML = `
     <p class="radar-alert-meta small">
       <strong>${escapeHtml(alert.student?.name || "A student")}</strong> in ${escapeHtml(alert.room_name || "a room")}
       <span class="badge badge-topic">${escapeHtml(alert.topic)}</span>
       <time datetime="${escapeHtml(alert.at)}">${escapeHtml(clock(alert.at))}</time>
     </p>
-    <p class="radar-evidence">“${escapeHtml(alert.evidence)}”${again}</p>
+    <p class="radar-evidence">“${escapeHtml(alert.evidence)}”${kind}</p>
     <p class="small"><a href="${escapeHtml(alert.line_url || "#")}">See the line<span class="visually-hidden"> ${escapeHtml(alert.student?.name || "")} said in ${escapeHtml(alert.room_name || "")}</span></a></p>`;
   return li;
 }

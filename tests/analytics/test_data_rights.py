@@ -287,3 +287,37 @@ def test_erase_closes_the_students_open_sockets(world, staff_user, mode, monkeyp
     monkeypatch.setattr("sessions.signals.user_sockets_close", lambda *, user_id, code: closed.append((user_id, code)))
     student_data_erase(student=world["zeb"], by=staff_user, mode=mode)
     assert closed == [(world["zeb"].user_id, 4401)]
+
+
+# --- spoken practice questions (Message.audio) ---------------------------------------------------
+
+
+def spoken_question(world) -> Message:
+    """Zeb said a practice question aloud and the tenant kept its audio."""
+    message = factories.MessageFactory(
+        conversation=world["chat"], seq=3, author=world["zeb"].user, text="Say the quasar-loop again?",
+        source="speech", provider="pocketsphinx",
+    )
+    message.audio.save(f"c{world['chat'].pk}-3.wav", ContentFile(b"RIFF-zeb-question"), save=True)
+    return message
+
+
+def test_export_zip_carries_their_spoken_questions_audio(world, staff_user):
+    message = spoken_question(world)
+    archive = zipfile.ZipFile(io.BytesIO(student_data_export_zip(student=world["zeb"], by=staff_user)))
+    data = json.loads(archive.read("export.json"))
+    row = data["practice_conversations"][0]["messages"][-1]
+    assert (row["text"], row["source"]) == ("Say the quasar-loop again?", "speech")
+    assert archive.read(row["audio"]) == b"RIFF-zeb-question" and f"m{message.pk}-" in row["audio"]
+    assert [m["source"] for m in data["practice_conversations"][0]["messages"]] == ["text", "text", "speech"]
+    assert DataRightsAudit.objects.get().counts["audio_files"] == 2  # the room line's and the question's
+
+
+def test_erase_deletes_their_spoken_questions_audio(world, staff_user, django_capture_on_commit_callbacks):
+    name = spoken_question(world).audio.name
+    assert default_storage.exists(name)
+    with django_capture_on_commit_callbacks(execute=True):
+        audit = student_data_erase(student=world["zeb"], by=staff_user, mode="anonymise")
+    assert not default_storage.exists(name)
+    assert not Message.objects.filter(conversation_id=world["chat"].pk).exists()
+    assert audit.counts["audio_files"] == 2

@@ -86,6 +86,7 @@ def test_evidence_links_resolve_to_the_lines_behind_each_number(client, professo
     topic_url = re.search(r'href="(/sessions/\d+/report/lines/\?topic=range)"', html).group(1)
     lines = client.get(topic_url).content.decode()
     assert lines.count('class="evidence-line"') == 3
+    assert lines.count("explicit · range · “don&#x27;t get”") == 3  # each line's signal (an old code: its words)
 
 
 def test_every_link_of_the_report_resolves(client, professor, made):
@@ -199,6 +200,108 @@ def test_json_keys_missing_or_odd_do_not_break_the_report(client, professor, mad
     assert client.get(reverse("session-report", args=[made.session.pk])).status_code == 200
     url = reverse("session-report-student", args=[made.session.pk, made.students[0].pk])
     assert client.get(url).status_code == 200
+
+
+# --- A student's own evidence page ----------------------------------------------------------------
+
+
+def test_student_evidence_page_access(client, made, student, staff_user, outsider):
+    own, theirs = made.students[0], made.students[1]
+    own_url = reverse("session-report-student", args=[made.session.pk, own.pk])
+    their_url = reverse("session-report-student", args=[made.session.pk, theirs.pk])
+    assert client.get(own_url).status_code == 302  # anonymous: to the login page
+    client.force_login(own.user)
+    assert client.get(own_url).status_code == 200
+    assert client.get(their_url).status_code == 403
+    assert client.get(reverse("session-report", args=[made.session.pk])).status_code == 403  # the whole report stays theirs
+    client.force_login(student.user)  # enrolled in the course, not in this session
+    assert client.get(their_url).status_code == 403
+    assert client.get(reverse("session-report-student", args=[made.session.pk, student.pk])).status_code == 404
+    foreign = factories.StudentFactory(user__tenant=outsider.tenant)
+    client.force_login(foreign.user)
+    assert client.get(own_url).status_code == 404
+    assert client.get(reverse("session-report-student", args=[made.session.pk, foreign.pk])).status_code == 404
+    client.force_login(outsider.user)
+    assert client.get(own_url).status_code == 404
+    client.force_login(staff_user)
+    assert client.get(own_url).status_code == 200 and client.get(their_url).status_code == 200
+
+
+def test_a_student_sees_their_lines_and_numbers_and_no_other_students_words(client, professor, made):
+    own, roommate = made.students[0], made.students[2]  # both in Room 1
+    room = made.rooms[0]
+    factories.TranscriptSegmentFactory(
+        session=made.session, room=room, seq=100, speaker_kind="tutor", speaker_name="Tutor",
+        text="Hint: try range(3) by hand.",
+    )
+    factories.TranscriptSegmentFactory(
+        session=made.session, room=room, seq=101, speaker_kind="student", speaker_user=roommate.user,
+        speaker_name=roommate.user.display_name, text="My secret is swordfish.",
+    )
+    progress = made.progress[0]
+    progress.evidence = {**progress.evidence, "hints": [100], "turns": [*progress.evidence["turns"], 101]}
+    progress.confusion_points = [
+        {"topic": "range", "signal": "phrase", "seq": 3, "evidence": "I don't get"},
+        {"topic": "range", "signal": "llm", "seq": 101, "evidence": "stuck"},  # a stray seq: another student's line
+    ]
+    progress.save()
+    url = reverse("session-report-student", args=[made.session.pk, own.pk])
+
+    client.force_login(own.user)
+    body = client.get(url).content.decode()
+    assert "What is a for loop?" in body and "Hint: try range(3) by hand." in body  # theirs and the tutor's
+    assert f"Engagement {progress.engagement_score} / 100" in body
+    assert "swordfish" not in body
+    for other in made.students[1:]:
+        assert other.user.display_name not in body
+    turns = body[body.index('id="turns"'):body.index('id="questions"')]
+    assert turns.count('class="evidence-line"') == 3 and "1 line of other students not shown" in turns
+    assert "no longer in the transcript" not in turns
+    confusion = body[body.index('id="confusion"'):body.index('id="topics"')]
+    assert "said so · range" in confusion and "1 line of other students not shown" in confusion
+    hrefs = {h.split("#")[0] for h in re.findall(r'href="(/[^"]*)"', body) if "/report" in h or "/rooms/" in h}
+    assert reverse("session-report", args=[made.session.pk]) not in hrefs  # not theirs to open
+    assert reverse("student-report", args=[made.session.course.pk, own.pk]) in hrefs
+    assert reverse("room-detail", args=[room.pk]) in hrefs
+    for href in sorted(hrefs):
+        assert client.get(href).status_code == 200, href
+
+    client.force_login(professor.user)  # the professor's view is unchanged: every line behind the numbers
+    body = client.get(url).content.decode()
+    assert "swordfish" in body and "not shown" not in body and "model: stuck" in body
+
+
+def test_a_students_course_report_links_each_session_to_their_evidence(client, course, two_sessions):
+    _, student = two_sessions
+    client.force_login(student.user)
+    html = client.get(reverse("student-report", args=[course.pk, student.pk])).content.decode()
+    sessions = html[html.index('id="sessions-title"'):]
+    links = re.findall(r'<th scope="row" class="cell-title"><a href="(/sessions/\d+/report/students/\d+/)">', sessions)
+    assert len(links) == 3
+    assert all(link.endswith(f"/report/students/{student.pk}/") for link in links)
+    for link in links:
+        assert client.get(link).status_code == 200, link
+
+
+def test_confusion_signals_read_as_labels_on_the_evidence_page(client, professor, made):
+    made.progress[0].confusion_points = [
+        {"topic": "range", "signal": code, "seq": 3, "evidence": ""}
+        for code in ("phrase", "repeated_question", "silence_after_question", "guardrail_redirect", "llm", "odd_one")
+    ]
+    made.progress[0].save()
+    client.force_login(professor.user)
+    body = client.get(reverse("session-report-student", args=[made.session.pk, made.students[0].pk])).content.decode()
+    confusion = body[body.index('id="confusion"'):body.index('id="topics"')]
+    for label in ("said so", "asked again", "silent after a question", "off-topic redirect", "model: stuck", "odd one"):
+        assert f'<p class="small muted">{label} · range</p>' in confusion, label
+    for code in ("phrase", "repeated_question", "silence_after_question", "guardrail_redirect"):
+        assert f">{code} ·" not in confusion
+    made.analytics.confusion_topics = [{"topic": "range", "count": 6, "seqs": [3]}]
+    made.analytics.save()
+    lines = client.get(reverse("session-report-lines", args=[made.session.pk]) + "?topic=range").content.decode()
+    assert lines.count('class="evidence-line"') == 1
+    for label in ("said so", "asked again", "silent after a question", "off-topic redirect", "model: stuck"):
+        assert f'<p class="small muted">{label} · range</p>' in lines, label
 
 
 @pytest.mark.parametrize("view", ["session-report", "session-report-print"])

@@ -50,7 +50,7 @@ async def test_a_confused_line_alerts_its_sessions_monitor_only(live_session, ot
     assert alert["seq"] is None  # ephemeral: the line it points at is the persisted event
     data = alert["data"]
     assert data["topic"] == "recursion" and data["signal"] == confusion.PHRASE
-    assert data["evidence"] == "I don't get"
+    assert data["evidence"] == "I don't get" and data["signal_label"] == "said so"
     assert data["student"] == {"id": ada.user_id, "name": ada.user.display_name}
     assert (data["session_id"], data["room_id"], data["room_name"]) == (live_session.pk, room1.pk, "Room 1")
     assert (data["seq"], data["segment_id"]) == (line["seq"], line["data"]["segment_id"])
@@ -147,6 +147,7 @@ def test_a_question_repeated_by_the_same_student_on_one_topic_is_a_signal(observ
     again = live.room_line_post(room=room1, user=ada.user, text="But when does the loop end?")
     [alert] = radar.segment_observe(segment_id=again.pk)
     assert (alert["signal"], alert["topic"]) == (confusion.REPEATED_QUESTION, "loop")
+    assert alert["signal_label"] == "asked again"
     assert alert["evidence"] == "But when does the loop end?"
     # Observing it again (a redelivered task) counts nothing twice.
     assert radar.segment_observe(segment_id=again.pk) == []
@@ -274,6 +275,7 @@ def test_the_monitor_page_renders_the_radar(client, live_session, professor, roo
     assert '<meter class="radar-bar" min="0" max="2" value="2"' in html
     assert "Room 1 · 1" in html and "Room 2 · 1" in html
     assert "“makes no sense”" in html and f'href="/rooms/{room2.pk}/#seq-{segment.seq}"' in html
+    assert '<span class="muted small radar-signal">(said so)</span>' in html and ">(phrase)<" not in html
     assert "<b>at all</b>" not in html  # escaped
     assert f'action="/sessions/{live_session.pk}/clarify/"' in html
     form = html[html.index(f'action="/sessions/{live_session.pk}/clarify/"'):]
@@ -304,3 +306,27 @@ async def test_only_the_sessions_professors_reach_its_radar(live_session, room1,
     path = f"/ws/sessions/{live_session.pk}/monitor/"
     assert await refusal(path, user=ada.user) == ("close", 4403)  # a student of the session
     assert await refusal(path, user=outsider.user) == ("close", 4404)  # another tenant
+
+
+def test_every_signal_kind_has_a_human_label_and_alerts_stored_without_one_get_it(live_session):
+    assert confusion.SIGNAL_LABELS == {
+        confusion.PHRASE: "said so",
+        confusion.REPEATED_QUESTION: "asked again",
+        confusion.SILENCE_AFTER_QUESTION: "silent after a question",
+        confusion.GUARDRAIL_REDIRECT: "off-topic redirect",
+        confusion.LLM_CLASSIFIED: "model: stuck",
+    }
+    assert confusion.signal_label("repeated_question") == "asked again"
+    assert confusion.signal_label("explicit_confusion") == "explicit confusion"  # older data: its words
+    assert confusion.signal_label(None) == ""
+    # A radar state cached before labels existed: the snapshot (the monitor page, analytics.update) adds them.
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    old = {
+        "session_id": live_session.pk, "room_id": 1, "room_name": "Room 1", "student": {"id": 1, "name": "Ada"},
+        "topic": "loops", "signal": confusion.PHRASE, "evidence": "I'm lost", "seq": 1, "segment_id": 1,
+        "text": "I'm lost", "at": now, "line_url": "/rooms/1/#seq-1",
+    }
+    with radar._state_locked(live_session.pk) as state:
+        state["signals"] = [old]
+    [alert] = radar.radar_snapshot(session_id=live_session.pk)["alerts"]
+    assert (alert["signal"], alert["signal_label"]) == (confusion.PHRASE, "said so")

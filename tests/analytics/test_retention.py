@@ -184,3 +184,40 @@ def test_exactly_at_the_boundary_is_kept(two_tenants):
     with time_machine.travel(NOW + SECOND, tick=False):
         retention_purge_task.delay()
     assert not TranscriptSegment.objects.filter(pk=line.pk).exists()
+
+
+def spoken_question(conversation, *, seq: int, at: datetime) -> Message:
+    """A student's spoken practice question with its kept WAV, said at `at`."""
+    row = factories.MessageFactory(conversation=conversation, seq=seq, source="speech", provider="pocketsphinx")
+    row.audio.save(f"c{conversation.pk}-{seq}.wav", ContentFile(b"RIFF0000WAVE"), save=True)
+    Message.objects.filter(pk=row.pk).update(created_at=at)
+    return row
+
+
+def test_spoken_questions_lose_their_audio_past_retention_like_segments(two_tenants):
+    short, _ = two_tenants
+    cutoff = NOW - timedelta(days=30)
+    stale_chat = practice(short, updated_at=cutoff - SECOND)
+    deleted = spoken_question(stale_chat, seq=3, at=cutoff - SECOND)
+    fresh_chat = practice(short, updated_at=cutoff + SECOND)
+    aged = spoken_question(fresh_chat, seq=3, at=cutoff - SECOND)  # a kept chat's old question
+    fresh = spoken_question(fresh_chat, seq=4, at=cutoff + SECOND)
+    names = {m.pk: m.audio.name for m in (deleted, aged, fresh)}
+
+    assert retention_purge(now=NOW, dry_run=True).tenants[short.pk].audio_files == 2
+    report = retention_purge(now=NOW)
+
+    assert report.tenants[short.pk].audio_files == 2
+    assert not Message.objects.filter(pk=deleted.pk).exists()
+    assert not default_storage.exists(names[deleted.pk])
+    aged.refresh_from_db()
+    assert (aged.text, aged.source, aged.audio.name) == ("How do loops work?", "speech", "")  # words stay
+    assert not default_storage.exists(names[aged.pk])
+    fresh.refresh_from_db()
+    assert fresh.audio.name == names[fresh.pk] and default_storage.exists(fresh.audio.name)
+    assert retention_purge(now=NOW).totals.audio_files == 0
+
+    short.keep_audio = False  # keeps none at all from now on
+    short.save()
+    assert retention_purge(now=NOW).totals.audio_files == 1
+    assert not default_storage.exists(names[fresh.pk])

@@ -72,6 +72,7 @@ def test_a_confused_line_reaches_the_radar_and_the_professor_clarifies_for_every
     alerts = radar.get_by_role("list", name="Latest confusion alerts, newest first")
     expect(alerts.get_by_role("listitem")).to_have_count(1)
     expect(alerts).to_contain_text("“I'm confused”")
+    expect(alerts.locator(".radar-signal")).to_have_text("(said so)")  # the signal's label, not its code
     link = alerts.get_by_role("link", name=re.compile("See the line"))
     expect(link).to_have_attribute("href", re.compile(rf"^/rooms/{room_id}/#seq-\d+$"))
 

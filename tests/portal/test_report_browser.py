@@ -104,3 +104,19 @@ def test_report_polls_while_computing_and_shows_the_results_when_ready(page, liv
     expect(page.get_by_role("progressbar")).to_have_count(0, timeout=8_000)
     expect(page.locator(".report-status-ready")).to_be_visible()
     assert page.js_errors == []
+
+
+def test_a_student_opens_their_own_evidence_from_their_course_report(page, live_server, report):
+    own = next(p for p in report.progress if p.confusion_points)
+    log_in(page, live_server.url, own.student.user.username)
+    course = report.session.course
+    page.goto(f"{live_server.url}/courses/{course.pk}/students/{own.student_id}/report/")
+    page.get_by_role("table").get_by_role("link", name=report.session.title).click()
+    expect(page).to_have_url(f"{live_server.url}/sessions/{report.session.pk}/report/students/{own.student_id}/")
+    expect(page.get_by_role("heading", level=1)).to_have_text(own.student.user.display_name)
+    expect(page.locator("#turns .evidence-line")).to_have_count(own.turns)
+    expect(page.locator("#confusion")).to_contain_text(own.confusion_points[0]["evidence"])
+    for other in report.students:
+        if other.pk != own.student_id:
+            expect(page.locator("main")).not_to_contain_text(other.user.display_name)
+    assert page.js_errors == []

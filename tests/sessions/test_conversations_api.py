@@ -196,6 +196,7 @@ def test_posting_without_event_stream_answers_with_question_and_reply(
 
     listed = client.get(f"{BASE}{conversation.pk}/messages/", **api_headers(student.user)).json()
     assert [m["seq"] for m in listed["results"]] == [1, 2]
+    assert [(m["source"], m["provider"]) for m in listed["results"]] == [("text", ""), ("text", "")]  # typed
 
 
 async def test_posting_with_event_stream_streams_the_reply(

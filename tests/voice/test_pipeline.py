@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import types
 
@@ -10,7 +11,7 @@ import pytest
 from tests.voice.audio_support import frames, noise, silence, speak
 from voice.audio import AudioError
 from voice.pipeline import Utterance, VoiceInput
-from voice.providers import stt_chain_for
+from voice.providers import NullSttEngine, stt_chain_for
 from voice.providers.base import EngineHealth, StreamOptions, SttChain, SttUnavailable, Transcript
 from voice.providers.pocketsphinx import DecoderPool, PocketsphinxEngine
 from voice.vad import Segmenter
@@ -226,7 +227,7 @@ async def test_when_every_engine_fails_the_utterance_is_dropped_and_the_next_one
 
 async def test_browser_transcripts_are_results_of_provider_browser():
     listener = Recorder()
-    voice = VoiceInput(chain=SttChain([FlakyEngine()]), options=StreamOptions(), listener=listener)
+    voice = VoiceInput(chain=SttChain([NullSttEngine()]), options=StreamOptions(), listener=listener)
     await run(voice, silence(400))
     await voice.text_result("what is", is_final=False)
     await voice.text_result("What is recursion?", is_final=True)
@@ -273,3 +274,55 @@ def test_a_missing_cloud_module_is_skipped_with_a_warning(monkeypatch, caplog):
     chain = stt_chain_for(keys_from=types.SimpleNamespace(DEEPGRAM_API_KEY="dg", OPENAI_API_KEY=""))
     assert [e.name for e in chain.engines] == ["pocketsphinx"]
     assert "voice.providers.deepgram" in caplog.text
+
+
+class StuckEngine:
+    """An engine whose stream never answers until released: feed() must not wait for it."""
+
+    name = "deepgram"
+
+    def __init__(self):
+        self.release = asyncio.Event()
+        self.fed = 0
+
+    async def open(self, options, *, on_partial=None):
+        return self
+
+    provider = "deepgram"
+
+    async def feed(self, pcm: bytes) -> None:
+        await self.release.wait()
+        self.fed += 1
+
+    async def finish(self) -> Transcript:
+        return Transcript(text=f"{self.fed} chunks", is_final=True, provider=self.provider)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_feed_never_waits_for_the_engine_and_nothing_is_lost():
+    engine = StuckEngine()
+    listener = Recorder()
+    voice = VoiceInput(chain=SttChain([engine]), options=StreamOptions(), listener=listener)
+    pcm = silence(300) + speak("what is recursion") + silence(1000)
+    for frame in frames(pcm):
+        await voice.feed(frame)  # returns although the engine has not taken anything yet
+    assert [call[0] for call in listener.calls] == ["start", "speech"]
+    assert engine.fed == 0
+
+    engine.release.set()
+    await voice.idle()
+    await voice.aclose()
+    [final] = listener.finals
+    assert final.text == f"{engine.fed} chunks" and engine.fed > 50  # every queued chunk arrived
+
+
+async def test_vad_alone_with_the_null_engine_reports_speech_and_no_final():
+    listener = Recorder()
+    voice = VoiceInput(chain=SttChain([NullSttEngine()]), options=StreamOptions(), listener=listener)
+    await run(voice, silence(300) + speak("why does recursion need a base case") + silence(1000))
+    await voice.text_result("why does recursion need a base case", is_final=True)
+    await voice.aclose()
+    assert [call[0] for call in listener.calls] == ["start", "speech", "final"]
+    assert [u.provider for u in listener.finals] == ["browser"]

@@ -12,7 +12,7 @@ from io import BytesIO
 import pytest
 from channels.db import database_sync_to_async
 
-from sessions.models import LiveSession, TranscriptSegment
+from sessions.models import LiveSession, Message, TranscriptSegment
 from tests import factories
 from tests.sessions.conftest import open_socket
 from tests.support.openai_standin import openai_standin  # noqa: F401  (a fixture)
@@ -219,7 +219,9 @@ async def test_voice_config_is_validated(room, assigned_student):
     await socket.close()
 
 
-async def test_speech_in_a_practice_conversation_is_the_next_question(student, course, offline_tutor, monkeypatch):
+async def test_speech_in_a_practice_conversation_is_the_next_question(
+    student, course, offline_tutor, monkeypatch, client, api_headers
+):
     conversation = await database_sync_to_async(factories.ConversationFactory)(
         course=course, student=student, mode="socratic", persona=None
     )
@@ -231,9 +233,47 @@ async def test_speech_in_a_practice_conversation_is_the_next_question(student, c
     assert partial["data"]["conversation_id"] == conversation.pk and partial["seq"] is None
     question = await until(socket, "transcript.final")
     assert question["data"]["text"] == "what is a for loop"
+    assert (question["data"]["source"], question["data"]["provider"]) == ("speech", "pocketsphinx")
     reply = await until(socket, "tutor.message")
     assert reply["data"]["text"]
     await socket.close()
+
+    message = await database_sync_to_async(Message.objects.get)(conversation=conversation, role="student")
+    assert (message.source, message.provider, bool(message.audio)) == ("speech", "pocketsphinx", False)
+    listed = await database_sync_to_async(
+        lambda: client.get(f"/api/v1/conversations/{conversation.pk}/messages/", **api_headers(student.user)).json()
+    )()
+    assert [(m["role"], m["source"], m["provider"]) for m in listed["results"]] == [
+        ("student", "speech", "pocketsphinx"), ("tutor", "text", ""),
+    ]
+    # A reconnecting client replays the same event from the database.
+    socket = await open_socket(f"/ws/conversations/{conversation.pk}/?after_seq=0", user=student.user)
+    replayed = await until(socket, "transcript.final")
+    assert (replayed["data"]["source"], replayed["data"]["provider"]) == ("speech", "pocketsphinx")
+    await socket.close()
+
+
+async def test_keep_audio_stores_a_spoken_question_as_a_wav_on_the_message(
+    student, course, tenant, offline_tutor, monkeypatch
+):
+    tenant.keep_audio = True
+    await database_sync_to_async(tenant.save)()
+    conversation = await database_sync_to_async(factories.ConversationFactory)(
+        course=course, student=student, mode="socratic", persona=None
+    )
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["what is a for loop"])])
+    socket = await open_socket(f"/ws/conversations/{conversation.pk}/", user=student.user)
+    assert (await socket.receive())["type"] == "conversation.status"
+    await say(socket, ms=400)
+    await until(socket, "tutor.message")
+    await socket.close()
+
+    message = await database_sync_to_async(Message.objects.get)(conversation=conversation, role="student")
+    assert message.source == "speech" and message.audio.name.endswith(".wav")
+    data = await database_sync_to_async(lambda: message.audio.open("rb").read())()
+    with wave.open(BytesIO(data)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        assert w.getnframes() == 16 * 400
 
 
 async def read_frames(socket, until_type: str, timeout: float = 20) -> list:

@@ -16,7 +16,7 @@ import logging
 
 from django.conf import settings
 
-from voice.providers.base import EngineHealth, SttChain, SttEngine
+from voice.providers.base import EngineHealth, StreamOptions, SttChain, SttEngine, Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +58,22 @@ def stt_chain_for(*, keys_from=settings) -> SttChain:
                 engines.append(engine)
     engines.append(PocketsphinxEngine())
     return SttChain(engines, health=_health)
+
+
+class NullSttEngine:
+    """Hears nothing: for VAD alone (speech start, barge-in) when the client transcribes itself."""
+
+    name = "none"
+    provider = "none"
+
+    async def open(self, options: StreamOptions, *, on_partial=None) -> NullSttEngine:
+        return self
+
+    async def feed(self, pcm: bytes) -> None:
+        return None
+
+    async def finish(self) -> Transcript:
+        return Transcript(text="", is_final=True, provider=self.provider)
+
+    async def aclose(self) -> None:
+        return None
