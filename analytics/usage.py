@@ -189,11 +189,14 @@ def usage_month_report(
 def budget_check(*, now: datetime | None = None) -> list[BudgetAlert]:
     """E-mail each tenant's staff when the month's provider spend passes 80 % and 100 % of
     `Tenant.monthly_budget`; once per tenant, month and threshold (a `BudgetAlert` row, unique).
-    A jump past both thresholds sends only the 100 % mail and records both."""
+    A jump past both thresholds sends only the 100 % mail and records both. A mail that fails
+    leaves that tenant's rows unwritten (the next run retries); the other tenants are still
+    checked, and the first failure is raised at the end (the task shows as failed)."""
     now = now or timezone.now()
     month = month_start(now).date()
     sent: list[BudgetAlert] = []
-    tenants = Tenant.objects.filter(is_active=True, monthly_budget__isnull=False, monthly_budget__gt=0)
+    failure: Exception | None = None
+    tenants = Tenant.objects.filter(is_active=True, monthly_budget__isnull=False, monthly_budget__gt=0).order_by("pk")
     for tenant in tenants:
         spend = tenant_month_spend(tenant.pk, now=now)
         crossed = [t for t in BUDGET_THRESHOLDS if spend >= tenant.monthly_budget * t / 100]
@@ -237,5 +240,11 @@ def budget_check(*, now: datetime | None = None) -> list[BudgetAlert]:
             # Another worker recorded (and mailed) this alert a moment ago.
             logger.info("budget alert for tenant %s already recorded", tenant.pk)
             continue
+        except Exception as exc:  # the mail failed: rolled back, retried next run; go on with the others
+            logger.exception("budget alert for tenant %s could not be sent", tenant.pk)
+            failure = failure or exc
+            continue
         sent.extend(alerts)
+    if failure is not None:
+        raise failure
     return sent

@@ -255,6 +255,28 @@ def test_a_failing_mail_server_leaves_no_record_so_the_next_run_retries(budget_t
     assert BudgetAlert.objects.count() == 1 and len(mail.outbox) == 1
 
 
+def test_one_tenants_failing_mail_does_not_stop_the_other_tenants_alerts(budget_tenant, other_tenant, monkeypatch):
+    """A mail refused for one tenant (a bad address, say) is retried next run; the other tenants
+    checked in the same run are still alerted."""
+    other_tenant.monthly_budget = Decimal("10.00")
+    other_tenant.save()
+    factories.StaffUserFactory(tenant=other_tenant, email="other@example.org")
+    spend(budget_tenant, "9")
+    spend(other_tenant, "9")
+    real = usage.send_mail
+
+    def refuses_boss(**kwargs):
+        if "boss@example.org" in kwargs["recipient_list"]:
+            raise OSError("recipient refused")
+        return real(**kwargs)
+
+    monkeypatch.setattr(usage, "send_mail", refuses_boss)
+    with time_machine.travel(NOW, tick=False), pytest.raises(OSError):
+        usage.budget_check()
+    assert list(BudgetAlert.objects.values_list("tenant_id", flat=True)) == [other_tenant.pk]
+    assert [m.to for m in mail.outbox] == [["other@example.org"]]
+
+
 def test_tenants_without_a_budget_are_never_alerted(tenant, staff_user):
     spend(tenant, "1000")
     with time_machine.travel(NOW, tick=False):
