@@ -352,10 +352,19 @@ def student_data_erase(*, student: Student, by: User | None, mode: str = "anonym
 
 
 def _admin_history_scrub(user: User, student: Student, pattern: re.Pattern, needles: list[str]) -> int:
-    """The admin's history names the objects it logged (str(user), str(student))."""
+    """The admin's history names the objects it logged (str(user), str(student)): the entries
+    of the student's tenant's admins and of the operator (no tenant), and any entry about the
+    student's own user or student row; another tenant's history (a namesake) is left alone."""
     from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
 
-    return _scrub_rows(LogEntry.objects.all(), ["object_repr", "change_message"], pattern, needles)
+    entries = LogEntry.objects.filter(
+        Q(user__tenant_id=student.tenant_id)
+        | Q(user__tenant__isnull=True)
+        | Q(content_type=ContentType.objects.get_for_model(User), object_id=str(user.pk))
+        | Q(content_type=ContentType.objects.get_for_model(Student), object_id=str(student.pk))
+    )
+    return _scrub_rows(entries, ["object_repr", "change_message"], pattern, needles)
 
 
 def _login_records_delete(username: str) -> int:

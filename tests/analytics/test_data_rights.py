@@ -152,6 +152,19 @@ def test_export_zip_carries_their_own_audio_only(world, staff_user):
 # --- erase --------------------------------------------------------------------------------------
 
 
+def test_erase_leaves_another_tenants_admin_history_alone(world, staff_user, other_tenant):
+    """Another institution's namesake is not this student: its staff's admin history keeps the name."""
+    theirs = factories.StaffUserFactory(tenant=other_tenant, username="their_staff")
+    entry = LogEntry.objects.create(
+        user=theirs, content_type=ContentType.objects.get_for_model(User), object_id="999999",
+        object_repr="Zebulon Quixotl", action_flag=CHANGE, change_message="Renamed Zebulon",
+    )
+    student_data_erase(student=world["zeb"], by=staff_user, mode="anonymise")
+    entry.refresh_from_db()
+    assert (entry.object_repr, entry.change_message) == ("Zebulon Quixotl", "Renamed Zebulon")
+    assert "Zebulon" not in LogEntry.objects.get(user=staff_user).change_message
+
+
 @pytest.mark.parametrize("mode", ["anonymise", "delete"])
 def test_erase_leaves_no_personal_data(world, staff_user, mode, django_capture_on_commit_callbacks):
     assert personal_data_left(NEEDLES)  # the search finds them before
