@@ -139,6 +139,21 @@ def _write(
     return analytics
 
 
+def _kept_without_transcript(session_id: int) -> SessionAnalytics | None:
+    """Stored numbers computed from lines that are gone (the retention purge deletes a session's
+    transcript and keeps its analytics): kept as they are, ready, stamped with this VERSION so
+    reads do not queue them again; there is nothing left to recompute them from. None: no such
+    numbers, compute as usual."""
+    with transaction.atomic():
+        analytics = SessionAnalytics.objects.select_for_update().filter(session_id=session_id).first()
+        if analytics is None or not (analytics.participation or {}).get("lines"):
+            return None
+        if analytics.version <= VERSION:
+            analytics.status, analytics.progress, analytics.version = SessionAnalytics.Status.READY, 100, VERSION
+            analytics.save(update_fields=["status", "progress", "version"])
+    return analytics
+
+
 def session_analytics_compute(
     *, session_id: int, final: bool = True, progress: Callable[[int], object] | None = None
 ) -> SessionAnalytics | None:
@@ -156,6 +171,10 @@ def session_analytics_compute(
         )
     try:
         inp, names, room_names = session_rows_load(session=session)
+        if not inp.lines and (kept := _kept_without_transcript(session_id)) is not None:
+            if progress is not None:
+                progress(100)
+            return kept
         _progress(session_id, 30, progress, store=final)
         result = metrics.session_metrics(inp)
         _progress(session_id, 60, progress, store=final)

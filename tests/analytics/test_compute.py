@@ -230,3 +230,31 @@ def test_a_late_incremental_run_does_not_make_a_final_result_provisional(scripte
     services.session_analytics_compute(session_id=session.pk)
     analytics = services.session_analytics_compute(session_id=session.pk, final=False)
     assert analytics.participation["final"] is True
+
+
+def test_a_recompute_after_the_retention_purge_keeps_the_numbers(scripted):
+    """Retention deletes the transcript and keeps the analytics (analytics/retention.py); a later
+    recompute (a version bump re-queues old sessions) has nothing to count and must not zero them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from analytics.retention import retention_purge
+    from sessions.models import TranscriptSegment
+
+    session, _, _ = scripted
+    first = services.session_analytics_compute(session_id=session.pk)
+    before = _snapshot(session)
+    LiveSession = type(session)
+    LiveSession.objects.filter(pk=session.pk).update(ended_at=timezone.now() - timedelta(days=1))
+    retention_purge(now=timezone.now() + timedelta(days=session.tenant.retention_days))
+    assert not TranscriptSegment.objects.filter(session=session).exists()
+    SessionAnalytics.objects.filter(session=session).update(version=services.VERSION - 1)
+
+    again = services.session_analytics_compute(session_id=session.pk)
+    assert _snapshot(session) == before
+    assert again.status == "ready" and again.progress == 100
+    assert (again.summary, again.participation, again.confusion_topics) == (
+        first.summary, first.participation, first.confusion_topics
+    )
+    assert again.version == services.VERSION  # not re-queued by every read of the API
