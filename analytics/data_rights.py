@@ -110,8 +110,10 @@ def _export_data(student: Student) -> tuple[dict[str, Any], list[tuple[str, str]
     spoke = TranscriptSegment.objects.filter(session_id__in=session_ids, speaker_kind=Speaker.STUDENT)
     others = User.objects.filter(
         Q(student__room_assignments__session_id__in=session_ids) | Q(pk__in=spoke.values("speaker_user_id"))
-    ).exclude(pk=user.pk).distinct()
-    other_names = _names_pattern(n for other in others for n in _user_names(other))
+    ).exclude(pk=user.pk).select_related("student").distinct()
+    other_names = _names_pattern(
+        n for other in others for n in _user_names(other, getattr(other, "student", None))
+    )
     own_names = {n.lower() for n in _user_names(user, student) if n}
 
     def kept(text: str) -> str:

@@ -138,6 +138,19 @@ def test_export_holds_their_data_and_redacts_everybody_elses(world, staff_user):
     )
 
 
+def test_export_redacts_another_students_preferred_name_too(world, staff_user):
+    bart = world["bart"]
+    bart.preferred_name = "Barty"
+    bart.save()
+    factories.TranscriptSegmentFactory(
+        session=world["session"], room=None, seq=90, speaker_kind=Speaker.PROFESSOR, speaker_name="Dr. Prof",
+        text="Barty, please read your answer aloud.",
+    )
+    dumped = json.dumps(student_data_export(student=world["zeb"], by=staff_user))
+    assert "barty" not in dumped.lower()
+    assert "another student, please read your answer aloud." in dumped
+
+
 def test_export_zip_carries_their_own_audio_only(world, staff_user):
     archive = zipfile.ZipFile(io.BytesIO(student_data_export_zip(student=world["zeb"], by=staff_user)))
     names = archive.namelist()
