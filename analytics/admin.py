@@ -155,7 +155,7 @@ class UsageDailyAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         raw_tenant = request.GET.get("tenant", "")
         if user.is_superuser:
             if raw_tenant:
-                if not raw_tenant.isdigit():
+                if not (raw_tenant.isascii() and raw_tenant.isdigit()):
                     errors.append("Tenant must be a tenant's id.")
                 else:
                     tenant = Tenant.objects.filter(pk=int(raw_tenant)).first()

@@ -214,7 +214,7 @@ def student_document(*, access: AnalyticsAccess, student_id: int) -> dict[str, A
 def student_progress_rows(*, user: User, student_id: int, course: str | None) -> dict[str, Any]:
     """A student's sessions (of one course with `course`), oldest first, for trends."""
     _require_login(user)
-    if course is not None and not course.isdigit():
+    if course is not None and not (course.isascii() and course.isdigit()):
         raise DomainError("`course` is a course id.", code="invalid", fields={"course": ["A number."]})
     student = _tenant_scope(Student.objects.select_related("user"), user).filter(pk=student_id).first()
     if student is None:

@@ -151,9 +151,12 @@ def test_student_progress_across_a_course(client, api_headers, course, professor
         doc = client.get(path + f"?course={course.pk}", **api_headers(user)).json()
         assert doc["student"] == ana.pk and len(doc["sessions"]) == 1
         assert doc["sessions"][0]["engagement_score"] == 46 and doc["sessions"][0]["topics"] == ["function"]
-    other_course = factories.CourseFactory(tenant=course.tenant)
+    other_course = factories.CourseFactory(tenant=course.tenant, code="CS999")
     assert client.get(path + f"?course={other_course.pk}", **api_headers(ana.user)).json()["sessions"] == []
     assert_api_error(client.get(path + "?course=abc", **api_headers(ana.user)), 400, "invalid")
+    # str.isdigit() holds for these, int() refuses them: still a 400, never a 500
+    for odd in ("%C2%B2", "%E2%91%A0"):  # "²", "①"
+        assert_api_error(client.get(path + f"?course={odd}", **api_headers(ana.user)), 400, "invalid")
     assert_api_error(client.get(path, **api_headers(students["ben"].user)), 403, "forbidden")
 
 

@@ -151,6 +151,7 @@ def test_superuser_sees_all_tenants_or_one(client, superuser, tenant, other_tena
     assert "$9.00" in client.get(report_url()).content.decode()
     assert "$7.75" in client.get(report_url(tenant=other_tenant.pk)).content.decode()
     assert client.get(report_url(tenant=999999)).status_code == 404
+    assert client.get(report_url(tenant="%C2%B2")).status_code == 400  # "²": isdigit(), yet no int
 
 
 def test_report_answers_a_bad_month_with_a_form_error(client, staff_user):
