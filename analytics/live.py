@@ -131,7 +131,7 @@ def line_observations(
             asked.append((line.speaker_user_id, line_topic))
     topic = confusion.line_topic(text, terms=terms, room_topic=room_topic, previous=topic_so_far)
     found: list[confusion.LineSignal] = []
-    phrases = confusion.line_signals(text)
+    phrases = _student_line_signals(text)
     if phrases:
         found.append(confusion.LineSignal(confusion.PHRASE, _clip(phrases[0].evidence, EVIDENCE_MAX_CHARS)))
     if (
@@ -142,6 +142,13 @@ def line_observations(
     ):
         found.append(confusion.LineSignal(confusion.REPEATED_QUESTION, _clip(text, EVIDENCE_MAX_CHARS)))
     return topic, found
+
+
+def _student_line_signals(text: str) -> list[confusion.LineSignal]:
+    """The phrases the session's computation counts (analytics.metrics), so radar and report agree."""
+    from analytics.metrics import student_line_signals
+
+    return student_line_signals(text)
 
 
 def _is_question(text: str) -> bool:

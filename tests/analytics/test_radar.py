@@ -171,6 +171,16 @@ def test_observations_of_one_line():
     assert radar.line_observations(text="Not sure I follow", speaker_id=7, earlier=[], terms=[], room_topic="")[0] == "general"
 
 
+def test_the_radar_and_the_report_agree_on_what_is_not_confusion():
+    """Puzzlement about other people's opinions is no signal in the report (analytics.metrics);
+    the radar must not alert on it either."""
+    from analytics import metrics
+
+    text = "I don't get why people dislike Python"
+    assert metrics.student_line_signals(text) == []
+    assert radar.line_observations(text=text, speaker_id=7, earlier=[], terms=[], room_topic="")[1] == []
+
+
 def test_signals_leave_the_radar_after_the_window(observe_by_hand, live_session, room1, ada, settings):
     from sessions import live
 
