@@ -120,6 +120,8 @@ def line_observations(
     forward, give the room's topic so far; a question by the same student on the same topic among
     them makes this one a repeated question.
     """
+    # The room's topic is a term a line can name, as in the session's computation (analytics.metrics).
+    terms = list(dict.fromkeys(t.strip() for t in [*terms, room_topic] if t and t.strip()))
     topic_so_far = ""
     asked: list[tuple[int | None, str]] = []
     for line in earlier:

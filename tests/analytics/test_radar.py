@@ -181,6 +181,16 @@ def test_the_radar_and_the_report_agree_on_what_is_not_confusion():
     assert radar.line_observations(text=text, speaker_id=7, earlier=[], terms=[], room_topic="")[1] == []
 
 
+def test_a_line_naming_the_rooms_topic_is_about_it_on_the_radar_as_in_the_report():
+    """The computation counts the room's topic as a term a line can name (analytics.metrics);
+    the radar gives such a line the same topic, not the topic named a line earlier."""
+    earlier = [TranscriptSegment(speaker_kind=Speaker.TUTOR, speaker_user_id=None, text="Recursion calls itself.")]
+    topic, found = radar.line_observations(
+        text="I don't get loops", speaker_id=7, earlier=earlier, terms=["recursion"], room_topic="Loops",
+    )
+    assert (topic, [s.signal for s in found]) == ("loops", [confusion.PHRASE])
+
+
 def test_signals_leave_the_radar_after_the_window(observe_by_hand, live_session, room1, ada, settings):
     from sessions import live
 
