@@ -215,6 +215,10 @@ def session_analytics_queue(*, session_id: int, final: bool = True) -> SessionAn
             task.delay(session_id, final)
         except Exception:  # a broker that is down: logged; recompute can be asked again
             logger.warning("could not queue analytics for session %s", session_id, exc_info=True)
+            # Pending means queued: not queued is failed (the report page stops polling).
+            SessionAnalytics.objects.filter(session_id=session_id, status=SessionAnalytics.Status.PENDING).update(
+                status=SessionAnalytics.Status.FAILED
+            )
 
     transaction.on_commit(send)
     analytics.refresh_from_db()

@@ -127,6 +127,24 @@ def test_not_computed_yet_is_pending_and_queued(client, api_headers, course, pro
     assert detail.status_code == 200
 
 
+def test_a_broker_that_is_down_leaves_the_analytics_failed_not_pending_forever(
+    client, api_headers, course, professor, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Pending means queued: when the task cannot be queued, the page must not poll forever and
+    the API must say so (a recompute can be asked again)."""
+    from analytics import tasks
+
+    def broker_down(*args, **kwargs):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(tasks.session_analytics_compute, "delay", broker_down)
+    session, _, _ = script.build(course=course, professor=professor)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.get(url(session.pk), **api_headers(professor.user)).json()["status"] == "pending"
+    assert SessionAnalytics.objects.get(session=session).status == "failed"
+    assert client.get(url(session.pk), **api_headers(professor.user)).json()["status"] == "failed"
+
+
 def test_unknown_student_in_the_session_is_404(client, api_headers, professor, scripted, assert_api_error):
     session, _, _ = scripted
     assert_api_error(client.get(url(session.pk, "students/999999/"), **api_headers(professor.user)), 404)
