@@ -32,6 +32,11 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The dict entries of a JSON list (rows of older versions may hold odd ones)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def analytics_csv(document: dict[str, Any], *, usernames: dict[int, str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -40,8 +45,11 @@ def analytics_csv(document: dict[str, Any], *, usernames: dict[int, str]) -> str
         writer.writerow([_cell(v) for v in [
             s["student"], s["name"], usernames.get(s["student"], ""), (s["room"] or {}).get("name", ""),
             s["talk_time_ms"], s["speech_turns"], s["text_turns"], s["turns"], s["words"], s["questions"],
-            s["hints_needed"], ";".join(t["topic"] for t in s["topics"]), len(s["confusion_points"]),
-            ";".join(f"{p['signal']}@{p['topic']}#{p['seq']}" for p in s["confusion_points"]),
+            s["hints_needed"], ";".join(str(t["topic"]) for t in _dicts(s["topics"]) if t.get("topic")),
+            len(s["confusion_points"] or []),
+            ";".join(
+                f"{p.get('signal', '')}@{p.get('topic', '')}#{p.get('seq', '')}" for p in _dicts(s["confusion_points"])
+            ),
             s["engagement_score"], document["version"],
         ]])
     return out.getvalue()

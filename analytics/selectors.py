@@ -82,15 +82,21 @@ def _transcript_url(room_id: int | None, session_id: int, seq: int) -> str:
     return reverse("api:room-transcript", kwargs={"room_id": room_id}) + f"?after_seq={max(0, seq - 1)}"
 
 
+def _ints(values: Any) -> list[int]:
+    return [v for v in values if isinstance(v, int) and not isinstance(v, bool)] if isinstance(values, list) else []
+
+
 def _seqs_of(row: StudentProgress) -> set[int]:
+    """Every seq behind a row's numbers; odd JSON (older versions) is skipped, as the pages do."""
     seqs: set[int] = set()
-    for values in (row.evidence or {}).values():
-        seqs.update(v for v in values if isinstance(v, int))
-    for topic in row.topics_covered or []:
-        seqs.update(topic.get("segments", []))
-    for point in row.confusion_points or []:
-        if isinstance(point.get("seq"), int):
-            seqs.add(point["seq"])
+    for values in (row.evidence if isinstance(row.evidence, dict) else {}).values():
+        seqs.update(_ints(values))
+    for topic in row.topics_covered if isinstance(row.topics_covered, list) else []:
+        if isinstance(topic, dict):
+            seqs.update(_ints(topic.get("segments")))
+    for point in row.confusion_points if isinstance(row.confusion_points, list) else []:
+        if isinstance(point, dict):
+            seqs.update(_ints([point.get("seq")]))
     return seqs
 
 
@@ -243,7 +249,10 @@ def student_progress_rows(*, user: User, student_id: int, course: str | None) ->
             "words": row.words,
             "questions": row.questions_asked,
             "hints_needed": row.hints_needed,
-            "topics": [topic["topic"] for topic in row.topics_covered or []],
+            "topics": [
+                str(topic["topic"]) for topic in (row.topics_covered if isinstance(row.topics_covered, list) else [])
+                if isinstance(topic, dict) and topic.get("topic")
+            ],
             "confusion_count": len(row.confusion_points or []),
             "engagement_score": row.engagement_score,
             "version": row.version,

@@ -92,3 +92,27 @@ def test_formula_cells_are_quoted():
     }
     rows = _rows(exports.analytics_csv(doc, usernames={1: "x"}).encode())
     assert rows[0]["student"] == "'=HYPERLINK(1)"
+
+
+def test_odd_json_of_older_rows_does_not_break_the_api_or_the_exports(client, api_headers, professor, scripted):
+    """The report pages read every key with a default (analytics/reports.py); the API document and
+    the exports read the same rows and must not answer 500 where the pages answer 200."""
+    from analytics.models import StudentProgress
+
+    session, _, _ = scripted
+    row = StudentProgress.objects.filter(session=session).first()
+    row.evidence = {"turns": "junk", "questions": ["7", None, 1]}
+    row.confusion_points = [{"seq": "x"}, "junk"]
+    row.topics_covered = [{"segments": [1]}, {"topic": "loops"}, "junk"]
+    row.save()
+    headers = api_headers(professor.user)
+    assert client.get(f"/api/v1/sessions/{session.pk}/analytics/", **headers).status_code == 200
+    detail = client.get(f"/api/v1/sessions/{session.pk}/analytics/students/{row.student_id}/", **headers)
+    assert detail.status_code == 200
+    for fmt in ("csv", "json"):
+        assert client.get(f"/api/v1/sessions/{session.pk}/analytics/export.{fmt}", **headers).status_code == 200
+    csv_row = next(r for r in _rows(client.get(f"/api/v1/sessions/{session.pk}/analytics/export.csv", **headers).content)
+                   if r["student_id"] == str(row.student_id))
+    assert csv_row["topics"] == "loops" and csv_row["confusion_points"] == "2"
+    trend = client.get(f"/api/v1/students/{row.student_id}/progress/", **headers)
+    assert trend.status_code == 200 and trend.json()["sessions"][0]["topics"] == ["loops"]
