@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -116,7 +116,10 @@ def expired_sessions(*, tenant: Tenant, cutoff: datetime) -> QuerySet:
 def tenant_retention_purge(*, tenant: Tenant, now: datetime | None = None, dry_run: bool = False) -> PurgeCounts:
     """One tenant's purge; `dry_run` counts what would go and deletes nothing."""
     now = now or timezone.now()
-    cutoff = now - timedelta(days=tenant.retention_days)
+    try:
+        cutoff = now - timedelta(days=tenant.retention_days)
+    except OverflowError:  # more days than the calendar has: nothing is old enough
+        cutoff = datetime.min.replace(tzinfo=UTC)
     sessions = expired_sessions(tenant=tenant, cutoff=cutoff).values("pk")
     segments = TranscriptSegment.objects.filter(session__in=sessions)
     room_messages = Message.objects.filter(

@@ -221,3 +221,16 @@ def test_spoken_questions_lose_their_audio_past_retention_like_segments(two_tena
     short.save()
     assert retention_purge(now=NOW).totals.audio_files == 1
     assert not default_storage.exists(names[fresh.pk])
+
+
+def test_a_tenant_that_keeps_everything_for_ages_does_not_stop_the_others():
+    """retention_days is any positive integer: a very large one ("forever") keeps everything and
+    the tenants after it are still purged."""
+    forever = factories.TenantFactory(retention_days=10**6, keep_audio=True)  # past datetime.min
+    kept = segment(ended_session(forever, NOW - timedelta(days=4000)), at=NOW - timedelta(days=4000))
+    later = factories.TenantFactory(retention_days=30, keep_audio=True)
+    gone = segment(ended_session(later, NOW - timedelta(days=31)), at=NOW - timedelta(days=31))
+    report = retention_purge(now=NOW)
+    assert TranscriptSegment.objects.filter(pk=kept.pk).exists()
+    assert not TranscriptSegment.objects.filter(pk=gone.pk).exists()
+    assert report.tenants[forever.pk].segments == 0 and report.tenants[later.pk].segments == 1
