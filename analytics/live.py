@@ -421,9 +421,10 @@ def radar_publish(*, session_id: int, force: bool = False) -> None:
     if force or debounce <= 0:
         _send_update(session_id)
         if debounce > 0:
-            cache.set(f"{_state_key(session_id)}:sent", 1, timeout=debounce)
+            cache.set(f"{_state_key(session_id)}:sent", 1, timeout=max(1.0, debounce))
         return
-    if cache.add(f"{_state_key(session_id)}:sent", 1, timeout=debounce):
+    # The Redis cache keeps whole seconds (under 1 s rounds to 0: no debounce at all): at least 1.
+    if cache.add(f"{_state_key(session_id)}:sent", 1, timeout=max(1.0, debounce)):
         _send_update(session_id)
         return
     if cache.add(f"{_state_key(session_id)}:pending", 1, timeout=debounce * 5):

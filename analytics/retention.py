@@ -12,7 +12,8 @@ Per tenant, with `cutoff = now - retention_days`:
   the file goes, the text stays; a tenant with `keep_audio`
   off keeps no audio at all, so all of its remaining files go.
 
-StudentProgress and SessionAnalytics stay: they are numbers without students' words. Files are
+StudentProgress and SessionAnalytics stay (the professor's record): numbers, evidence seqs, and the
+summary, whose offline form quotes a few key lines (docs/decisions.md). Files are
 deleted from storage before their rows, in batches of RETENTION_BATCH_SIZE (constant memory);
 running it again finds nothing more to do.
 """

@@ -201,6 +201,19 @@ def session_analytics_compute(
     return analytics
 
 
+def session_analytics_ensure(*, session: LiveSession) -> SessionAnalytics:
+    """The stored analytics; none yet, or ready but from an older version: queued (pending).
+    Readers (the API, the report page of an ended session) call it, so a session whose
+    end-of-class queueing was lost, or that ended before analytics existed, gets computed."""
+    analytics = SessionAnalytics.objects.filter(session_id=session.pk).first()
+    outdated = (
+        analytics is not None and analytics.version < VERSION and analytics.status == SessionAnalytics.Status.READY
+    )
+    if analytics is None or outdated:
+        analytics = session_analytics_queue(session_id=session.pk, final=session.status == LiveSession.Status.ENDED)
+    return analytics
+
+
 def session_analytics_queue(*, session_id: int, final: bool = True) -> SessionAnalytics:
     """Mark a session's analytics pending (unless it is computing) and queue its computation
     once the current transaction commits. The numbers already stored stay readable meanwhile."""

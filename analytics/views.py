@@ -12,15 +12,20 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from analytics import reports
+from analytics import reports, services
 from courses.exceptions import Forbidden, NotFound
 from courses.selectors import course_get_for_user, user_can_teach
+from sessions.models import LiveSession
 
 EXPORT_FORMATS = ("csv", "json")
 
 
 def _session_report_context(request: HttpRequest, session_id: int) -> dict:
     session = reports.session_get_for_report(user=request.user, session_id=session_id)
+    if session.status == LiveSession.Status.ENDED:
+        # An ended session whose computation was never queued (or is from an older version)
+        # is queued now, so the page polls towards a result instead of waiting for nothing.
+        services.session_analytics_ensure(session=session)
     return {
         "session": session,
         "course": session.course,

@@ -16,25 +16,10 @@ from analytics.api.serializers import (
     StudentDetailSerializer,
     StudentProgressSerializer,
 )
-from analytics.models import SessionAnalytics
 from courses.api.errors import error_responses
 from sessions.models import LiveSession
 
 TAGS = ["analytics"]
-
-
-def _analytics_or_queue(session: LiveSession) -> SessionAnalytics:
-    """The stored analytics; none yet, or ready but from an older version: queued (pending)."""
-    analytics = selectors.session_analytics_get(session=session)
-    outdated = (
-        analytics is not None and analytics.version < services.VERSION
-        and analytics.status == SessionAnalytics.Status.READY
-    )
-    if analytics is None or outdated:
-        analytics = services.session_analytics_queue(
-            session_id=session.pk, final=session.status == LiveSession.Status.ENDED
-        )
-    return analytics
 
 
 class SessionAnalyticsApi(APIView):
@@ -46,7 +31,7 @@ class SessionAnalyticsApi(APIView):
     )
     def get(self, request: Request, session_id: int) -> Response:
         access = selectors.analytics_access(user=request.user, session_id=session_id)
-        analytics = _analytics_or_queue(access.session)
+        analytics = services.session_analytics_ensure(session=access.session)
         return Response(selectors.analytics_document(access=access, analytics=analytics))
 
 

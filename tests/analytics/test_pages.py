@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from django.urls import reverse
 
-from analytics.models import StudentProgress
+from analytics.models import SessionAnalytics, StudentProgress
 from tests import factories
 from tests.analytics.factories import report_session
 
@@ -125,13 +125,26 @@ def test_pending_analytics_show_a_polling_progress_bar(client, professor, course
 
 
 def test_session_without_analytics_renders_a_useful_empty_state(client, professor, course):
-    session = factories.LiveSessionFactory(course=course, professor=professor, status="ended")
+    live = factories.LiveSessionFactory(course=course, professor=professor, status="live")
     client.force_login(professor.user)
-    response = client.get(reverse("session-report", args=[session.pk]))
+    response = client.get(reverse("session-report", args=[live.pk]))
     assert response.status_code == 200
     html = response.content.decode()
     assert "No analytics yet" in html and "No data yet" in html
-    assert client.get(reverse("session-report-print", args=[session.pk])).status_code == 200
+    assert client.get(reverse("session-report-print", args=[live.pk])).status_code == 200
+    assert not SessionAnalytics.objects.filter(session=live).exists()  # live: nothing queued
+
+
+def test_an_ended_session_without_analytics_is_queued_by_its_report(client, professor, course):
+    """Its end-of-class queueing was lost (or it ended before analytics existed): the report
+    queues the computation and polls, instead of promising results that never come."""
+    ended = factories.LiveSessionFactory(course=course, professor=professor, status="ended")
+    client.force_login(professor.user)
+    html = client.get(reverse("session-report", args=[ended.pk])).content.decode()
+    analytics = SessionAnalytics.objects.get(session=ended)
+    assert analytics.status == SessionAnalytics.Status.PENDING
+    status_url = reverse("session-report-status", args=[ended.pk])
+    assert 'role="progressbar"' in html and f'hx-get="{status_url}?was=busy"' in html
 
 
 def test_session_report_access(client, professor, made, student, staff_user, outsider):
