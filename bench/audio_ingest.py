@@ -22,6 +22,24 @@ The bench reports; it asserts nothing.
     .venv/bin/python bench/audio_ingest.py                      # N = 25,50,100,150,200; 20 s each
     .venv/bin/python bench/audio_ingest.py --quick              # N = 10, 5 s: a smoke run
     .venv/bin/python bench/audio_ingest.py --streams 100 --seconds 60 --pipelines vad
+
+`--through daphne`: the same streams over real WebSockets. A scratch SQLite database gets one live
+session with rooms of 5 students; for each (pipeline, N) a fresh Daphne process serves
+`tutor_project.asgi` (pipelines `vad`: the STT chain is `NullSttEngine` alone, patched into
+`voice.live.stt_chain_factory` by this script's server wrapper, the client-recognises case;
+`pocketsphinx`: the production chain with no cloud keys), and N students connect to their room
+socket (`/ws/rooms/<id>/`, join tickets) from client processes (one per 50 streams), sending the
+audio as binary frames at real pace plus a `ping` once a second between frames. The server
+answers a socket's messages in order, so the ping's round trip bounds how long that socket's
+frames queue. Reported: ping RTT p50/p99/max, Daphne's CPU % (its decoder processes included),
+RSS growth per connection (connected, idle) and per stream (after speaking), the client
+processes' CPU % and their own send lag p99 (a client bottleneck shows there), finals heard,
+errors and closes. Four warm-up speakers first (imports, decoder processes). `--profile FILE`
+runs Daphne under cProfile (stats written on exit). Production limits stay on (messages a
+second, audio seconds a minute); the room tutors never answer (debounce of an hour, no LLM).
+
+    .venv/bin/python bench/audio_ingest.py --through daphne     # N = 25..200, both pipelines
+    .venv/bin/python bench/audio_ingest.py --through daphne --quick
 """
 
 from __future__ import annotations
@@ -275,7 +293,18 @@ def daphne_server_main(pipeline: str, port: int) -> None:
         voice.live.stt_chain_factory = lambda: SttChain([NullSttEngine()])
     from daphne.cli import CommandLineInterface
 
-    CommandLineInterface().run(["-b", "127.0.0.1", "-p", str(port), "tutor_project.asgi:application"])
+    argv = ["-b", "127.0.0.1", "-p", str(port), "tutor_project.asgi:application"]
+    profile = os.environ.get("AUDIO_INGEST_PROFILE")
+    if not profile:
+        CommandLineInterface().run(argv)
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(CommandLineInterface().run, argv)
+    finally:
+        profiler.dump_stats(profile)
 
 
 async def _client_stream(target: dict, pcm: bytes, start: float, stats: dict) -> None:
@@ -388,7 +417,12 @@ def _seed(max_streams: int) -> list[dict]:
     import fanout
 
     rooms = -(-max_streams // STUDENTS_PER_ROOM)
+    from courses.models import Course
+
     topology = fanout.seed(argparse.Namespace(sessions=1, rooms=rooms, students=STUDENTS_PER_ROOM))
+    # The sentences as the course's scope terms: pocketsphinx decodes with their keyword grammar,
+    # as in the in-process run (with none it would use its general English model).
+    Course.objects.update(scope_terms=list(SENTENCES))
     out = []
     for room_id, users in topology["sessions"][0]["rooms"].items():
         for user_id in users:
@@ -530,6 +564,8 @@ def through_daphne(args) -> None:
         best: dict[str, int] = {}
         for n in counts:
             for pipeline in pipelines:
+                if args.profile:
+                    server_env["AUDIO_INGEST_PROFILE"] = str(Path(args.profile).resolve()) + f".{n}.{pipeline}"
                 r = through_daphne_one(pipeline, n, seconds, args.seed, students, server_env, tmp)
                 finals = f"{r['finals']}/{r['spoken']}" if pipeline == "pocketsphinx" else "-"
                 other = {k: v for k, v in r["messages"].items() if k not in ("pong", "transcript.final")}
@@ -559,6 +595,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 10 for 5 s")
     parser.add_argument("--through", choices=("process", "daphne"), default="process",
                         help="process: VoiceInput in this process; daphne: a Daphne server, WebSocket clients")
+    parser.add_argument("--profile", help="with --through daphne: cProfile Daphne, stats to FILE (.N.pipeline)")
     parser.add_argument("--_one", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--_daphne", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
