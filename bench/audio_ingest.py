@@ -468,6 +468,7 @@ def through_daphne_one(pipeline: str, streams: int, seconds: float, seed: int, s
             cpu_box["cpu1"], cpu_box["t1"] = tree_cpu_seconds(pid), time.perf_counter()
             cpu_box["own1"] = fanout.proc_cpu_seconds(pid)
             cpu_box["rss_end"] = pid_rss_bytes(pid)
+            cpu_box["load"] = os.getloadavg()[0]
 
         results = _run_clients(ctx, targets, seconds, seed, start_delay=1.0, at_start=at_start, at_end=at_end,
                                end_after=seconds + 0.2)
@@ -496,7 +497,7 @@ def through_daphne_one(pipeline: str, streams: int, seconds: float, seed: int, s
         "rss_stream_kib": (cpu_box["rss_end"] - rss0) / streams / 1024,
         "rss_mib": cpu_box["rss_end"] / 2**20,
         "finals": sum(r["finals"] for r in results), "spoken": sum(r["spoken"] for r in results),
-        "messages": messages, "server_alive": alive,
+        "messages": messages, "server_alive": alive, "load": cpu_box["load"],
     }
 
 
@@ -567,7 +568,7 @@ def through_daphne(args) -> None:
         print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; through Daphne (SQLite, in-memory layer); "
               f"{seconds:g} s of audio per stream, 20 ms frames, a ping a second per stream")
         print(f"{'pipeline':<13}{'N':>5}{'conn':>6}{'ping p50':>10}{'p99':>9}{'max':>9}{'start max':>10}{'CPU %':>11}"
-              f"{'KiB/conn':>10}{'KiB/strm':>10}{'client':>12}{'finals':>10}  other")
+              f"{'KiB/conn':>10}{'KiB/strm':>10}{'client':>12}{'finals':>10}{'load':>6}  other")
         best: dict[str, int] = {}
         for n in counts:
             for pipeline in pipelines:
@@ -586,7 +587,7 @@ def through_daphne(args) -> None:
                 print(f"{pipeline:<13}{n:>5}{r['connected']:>6}{r['p50']:>10.1f}{r['p99']:>9.1f}{r['max']:>9.0f}"
                       f"{r['startup_max']:>10.0f}{r['daphne_cpu_pct']:>6.0f}/{r['cpu_pct']:<4.0f}{r['rss_idle_conn_kib']:>10.0f}{r['rss_stream_kib']:>10.0f}"
                       f"{r['client_procs']:>4}x{r['client_cpu_pct']:>3.0f}%/{r['client_lag_p99']:>3.0f}"
-                      f"{finals:>10}  {other} {' '.join(notes)}", flush=True)
+                      f"{finals:>10}{r['load']:>6.1f}  {other} {' '.join(notes)}", flush=True)
                 if r["p99"] < TARGET_P99_MS and not r["failed"] and not r["closed"] and not r["unanswered"]:
                     best[pipeline] = max(best.get(pipeline, 0), n)
         for pipeline in pipelines:
