@@ -294,6 +294,8 @@ def daphne_server_main(pipeline: str, port: int) -> None:
         voice.live.stt_chain_factory = lambda: SttChain([NullSttEngine()])
     from daphne.cli import CommandLineInterface
 
+    if os.environ.get("AUDIO_INGEST_SWITCH_INTERVAL"):  # an experiment: the GIL's hand-over period
+        sys.setswitchinterval(float(os.environ["AUDIO_INGEST_SWITCH_INTERVAL"]))
     argv = ["-b", "127.0.0.1", "-p", str(port), "tutor_project.asgi:application"]
     profile = os.environ.get("AUDIO_INGEST_PROFILE")
     if not profile:
