@@ -35,7 +35,8 @@ frames queue. Reported: ping RTT p50/p99/max, Daphne's CPU % (its decoder proces
 RSS growth per connection (connected, idle) and per stream (after speaking), the client
 processes' CPU % and their own send lag p99 (a client bottleneck shows there), finals heard,
 errors and closes. Four warm-up speakers first (imports, decoder processes). `--profile FILE`
-runs Daphne under cProfile (stats written on exit). Production limits stay on (messages a
+runs Daphne under cProfile (stats written on exit);
+AUDIO_INGEST_SWITCH_INTERVAL=SECONDS sets its `sys.setswitchinterval` (an experiment). Production limits stay on (messages a
 second, audio seconds a minute); the room tutors never answer (debounce of an hour, no LLM).
 
     .venv/bin/python bench/audio_ingest.py --through daphne     # N = 25..200, both pipelines
