@@ -9,6 +9,7 @@ consumers then authorise and close with 4401/4403/4404 (docs/protocol.md).
 
 import gc
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -37,3 +38,12 @@ application = ProtocolTypeRouter(
 # requests made. It cut the monitor page's p95 at 50 rooms from ~125 to ~80 ms (bench/monitor_page.py).
 gc.collect()
 gc.freeze()
+
+# The interpreter's thread switch interval (default 5 ms). With offline speech recognition the
+# event loop shares the GIL with the decoder pool's helper threads and the database thread, and
+# waits up to one interval to get it back: bench/audio_ingest.py --through daphne measured frame
+# queueing p99 149.6 -> 5.1 ms at 25 speakers with 0.5 ms (docs/benchmarks.md). Unset: Python's.
+from django.conf import settings  # noqa: E402
+
+if settings.PYTHON_SWITCH_INTERVAL_MS:
+    sys.setswitchinterval(settings.PYTHON_SWITCH_INTERVAL_MS / 1000)

@@ -262,6 +262,10 @@ DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
 
 # --- Voice input (voice/vad.py, voice/pipeline.py) ------------------------------------------
 
+# The ASGI server's thread switch interval in ms (sys.setswitchinterval); 0 = Python's 5 ms.
+# 0.5 keeps audio frames from queueing behind the offline STT pool's threads (tutor_project/asgi.py).
+PYTHON_SWITCH_INTERVAL_MS = env.float("PYTHON_SWITCH_INTERVAL_MS", default=0.0)
+
 # Silence (ms) after speech that ends a turn: the utterance is finished and transcribed.
 VOICE_END_OF_TURN_MS = env.int("VOICE_END_OF_TURN_MS", default=700)
 # Voiced speech (ms) in one utterance before it counts as a barge-in candidate (on_speech).
