@@ -308,10 +308,10 @@ class VoiceConnection:
                     await self.speaker.stop("restart")
                 elif data.get("text"):
                     await self.speaker.feed(message_id, data["text"])
-            elif event_type == "tutor.message" and data.get("status", "complete") == "complete":
-                await self.speaker.finish(message_id, data.get("text") or "")
-            elif event_type == "tutor.message" and self.speaker.speaking:  # not already stopped
-                await self.speaker.stop(data.get("status") or "interrupted")
+            elif event_type == "tutor.message":
+                # complete: the rest, then tts.end; interrupted: tts.stop if any of it was spoken;
+                # failed: what was complete, then tts.end (ReplySpeaker.finish).
+                await self.speaker.finish(message_id, data.get("text") or "", status=data.get("status") or "complete")
         except Exception:
             logger.warning("speaking the tutor's reply failed", exc_info=True)
 
