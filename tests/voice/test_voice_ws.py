@@ -385,3 +385,58 @@ async def test_speaking_over_the_tutor_in_a_practice_conversation_stops_it(
     answer = await until(socket, "tutor.message", timeout=10)
     assert answer["data"]["text"] == "Second answer.", answer
     await socket.close()
+
+
+async def test_speech_after_a_muted_minute_is_a_minute_later_on_the_session_clock(room, assigned_student, monkeypatch):
+    """Offsets count audio heard; the microphone is off between utterances: the session's clock
+    must not stop with it (typed lines, exports and captions place lines by start_ms)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from voice import live as voice_live
+
+    def start_ten_minutes_ago():
+        LiveSession.objects.filter(pk=room.session_id).update(started_at=timezone.now() - timedelta(minutes=10))
+
+    await database_sync_to_async(start_ten_minutes_ago)()
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["first question here", "second question here"])])
+    shift = {"s": 0.0}
+    real_monotonic = voice_live.time.monotonic
+
+    class Clock:
+        @staticmethod
+        def monotonic():
+            return real_monotonic() + shift["s"]
+
+    monkeypatch.setattr(voice_live, "time", Clock)
+    socket = await room_socket(room, assigned_student.user)
+    await say(socket, ms=800)
+    first = (await until(socket, "transcript.final"))["data"]
+    assert 600_000 - 1000 <= first["start_ms"] <= 600_000 + 5000
+    shift["s"] = 60.0  # the microphone was muted for a minute
+    await say(socket, ms=800)
+    second = (await until(socket, "transcript.final"))["data"]
+    assert second["start_ms"] >= first["end_ms"] + 59_000
+    assert second["end_ms"] - second["start_ms"] == 800
+    await socket.close()
+
+
+async def test_speech_begun_before_the_session_clock_ran_lands_on_it(room, assigned_student, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    def start_ten_minutes_ago():
+        LiveSession.objects.filter(pk=room.session_id).update(started_at=timezone.now() - timedelta(minutes=10))
+
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["a question before the start"])])
+    socket = await room_socket(room, assigned_student.user)
+    await socket.comm.send_to(bytes_data=pcm(40))  # the scope is read now: no clock yet
+    await socket.send({"type": "ping", "data": {}})
+    await until(socket, "pong")
+    await database_sync_to_async(start_ten_minutes_ago)()
+    await say(socket, ms=800)
+    final = (await until(socket, "transcript.final"))["data"]
+    assert 600_000 - 1000 <= final["start_ms"] <= 600_000 + 5000
+    await socket.close()
