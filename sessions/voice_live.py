@@ -137,6 +137,7 @@ class VoiceMixin:
 
     async def websocket_disconnect(self, message: dict) -> None:
         if self.voice is not None:
+            self._closed = True  # the last utterance is still persisted; nothing is sent any more
             await self.voice.aclose()
         await super().websocket_disconnect(message)
 

@@ -440,3 +440,38 @@ async def test_speech_begun_before_the_session_clock_ran_lands_on_it(room, assig
     final = (await until(socket, "transcript.final"))["data"]
     assert 600_000 - 1000 <= final["start_ms"] <= 600_000 + 5000
     await socket.close()
+
+
+async def test_the_utterance_before_a_quick_close_is_still_kept(room, assigned_student, monkeypatch):
+    """The page's stop (or the lecture mic's) sends `audio.end` and closes the socket at once: the
+    last utterance, still being transcribed, becomes the room's line all the same."""
+    from tests.voice.audio_support import frames, silence, speak
+    from voice import live as voice_live
+    from voice.providers.base import SttChain
+
+    class SlowEngine:
+        name = provider = "openai"
+
+        async def open(self, options, *, on_partial=None):
+            return self
+
+        async def feed(self, pcm):
+            return None
+
+        async def finish(self):
+            from voice.providers.base import Transcript
+
+            await asyncio.sleep(0.3)
+            return Transcript(text="my last question", is_final=True, provider=self.provider)
+
+        async def aclose(self):
+            return None
+
+    monkeypatch.setattr(voice_live, "stt_chain_factory", lambda: SttChain([SlowEngine()]))
+    socket = await room_socket(room, assigned_student.user)
+    for frame in frames(silence(300) + speak("what is a loop")):
+        await socket.comm.send_to(bytes_data=frame)
+    await socket.send({"type": "audio.end", "data": {}})
+    await socket.comm.disconnect(timeout=5)
+    segment = await database_sync_to_async(TranscriptSegment.objects.get)(room=room)
+    assert (segment.text, segment.source, segment.provider) == ("my last question", "speech", "openai")
