@@ -475,3 +475,25 @@ async def test_the_utterance_before_a_quick_close_is_still_kept(room, assigned_s
     await socket.comm.disconnect(timeout=5)
     segment = await database_sync_to_async(TranscriptSegment.objects.get)(room=room)
     assert (segment.text, segment.source, segment.provider) == ("my last question", "speech", "openai")
+
+
+async def test_a_failure_behind_an_audio_frame_is_an_error_not_a_dead_socket(room, assigned_student, monkeypatch):
+    """Text commands that fail unexpectedly answer `internal_error`; audio frames the same (a VAD
+    model that cannot load, the database gone for the speaker's scope), never a 1011 close."""
+    from voice import live as voice_live
+
+    class BrokenInput:
+        async def feed(self, pcm):
+            raise RuntimeError("the VAD model could not be loaded")
+
+        async def aclose(self):
+            return None
+
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx")])
+    monkeypatch.setattr(voice_live, "voice_input_factory", lambda **kwargs: BrokenInput())
+    socket = await room_socket(room, assigned_student.user)
+    await socket.comm.send_to(bytes_data=pcm(40))
+    assert (await until(socket, "error"))["data"]["code"] == "internal_error"
+    await socket.send({"type": "ping", "data": {"n": 2}})
+    assert (await until(socket, "pong"))["data"] == {"n": 2}
+    await socket.close()
