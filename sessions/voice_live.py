@@ -91,7 +91,11 @@ class VoiceMixin:
     # --- commands ------------------------------------------------------------------------
 
     async def on_binary(self, data: bytes) -> None:
-        await self._voice().receive_audio(data)
+        try:
+            await self._voice().receive_audio(data)
+        except Exception:  # as for text commands (JsonCommandsMixin): an error, not a dead socket
+            logger.exception("%s failed on an audio frame", type(self).__name__)
+            await self.send_error("internal_error", "Something went wrong with the audio; try again.")
 
     async def on_audio_end(self, data: Any) -> None:
         await self._voice().audio_end()
@@ -137,6 +141,7 @@ class VoiceMixin:
 
     async def websocket_disconnect(self, message: dict) -> None:
         if self.voice is not None:
+            self._closed = True  # the last utterance is still persisted; nothing is sent any more
             await self.voice.aclose()
         await super().websocket_disconnect(message)
 

@@ -16,6 +16,7 @@ nothing. Every bad input answers an `error` {code, message}; nothing here raises
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -127,6 +128,11 @@ class VoiceConnection:
         self._barge_candidate = False
         self._barged = False
         self._closed = False
+        # The session's clock: read with the scope at `_scope_at`; audio heard so far and when
+        # its last frame came (utterance offsets count audio, which stops while the mic is off).
+        self._scope_at = 0.0
+        self._heard_ms = 0
+        self._heard_at: float | None = None
 
     # --- audio in ------------------------------------------------------------------------
 
@@ -142,6 +148,7 @@ class VoiceConnection:
             return False
         try:
             self.scope = await self.host.voice_scope()
+            self._scope_at = time.monotonic()
         except DomainError as exc:
             self._refused, self._refused_told_at = exc, time.monotonic()
             await self.host.send_error(exc.code, exc.message)
@@ -185,6 +192,8 @@ class VoiceConnection:
             return
         if not await self._ensure_input():
             return
+        self._heard_ms += pcm_ms(data)
+        self._heard_at = time.monotonic()
         try:
             await self.input.feed(data)
         except AudioError as exc:
@@ -239,7 +248,7 @@ class VoiceConnection:
         if now - self._partial_sent_at < _partial_interval():
             return  # the next partial or the final carries the text
         self._partial_sent_at = now
-        await self.host.voice_partial(transcript, offset_ms=self.scope.offset_ms if self.scope else 0)
+        await self.host.voice_partial(transcript, offset_ms=self._offset_ms(transcript.provider, transcript.end_ms))
 
     async def on_final(self, utterance: Any) -> None:
         text = (utterance.text or "").strip()
@@ -249,10 +258,31 @@ class VoiceConnection:
         backchannel = bool(getattr(utterance, "backchannel", False)) or _is_backchannel(text)
         self._barge_candidate = False
         self._partial_sent_at = 0.0
+        if self.scope is not None and not self.scope.offset_ms and self.scope.usage.get("session_id"):
+            # Read before the session started: its clock runs now, perhaps. (A refusal: the line
+            # is refused with the same error below.)
+            with contextlib.suppress(DomainError):
+                self.scope, self._scope_at = await self.host.voice_scope(), time.monotonic()
         await self.host.voice_final(
-            utterance, offset_ms=self.scope.offset_ms if self.scope else 0,
+            utterance, offset_ms=self._offset_ms(utterance.provider, utterance.end_ms),
             answer=not backchannel,
         )
+
+    def _offset_ms(self, provider: str, end_ms: int) -> int:
+        """Where this connection's audio position 0 lies on the session's clock, for an utterance
+        (or partial) ending at audio position `end_ms`: the clock when the last frame came, less
+        the audio heard, so a muted minute is a minute on the clock too. A browser transcript
+        (no audio of its own) ends now. 0 without a session clock (a practice conversation, a
+        session not started)."""
+        if self.scope is None or not self.scope.offset_ms:
+            return 0
+        if provider == "browser" or self._heard_at is None:
+            return self._clock_ms(time.monotonic()) - int(end_ms)
+        return self._clock_ms(self._heard_at) - self._heard_ms
+
+    def _clock_ms(self, at: float) -> int:
+        """The session's clock (scope.offset_ms when the scope was read) at monotonic time `at`."""
+        return self.scope.offset_ms + int((at - self._scope_at) * 1000)
 
     async def on_switch(self, from_engine: str = "", to_engine: str | None = None, reason: str = "") -> None:
         await self.host.voice_switch(from_engine=from_engine, to_engine=to_engine, reason=reason)
@@ -308,10 +338,10 @@ class VoiceConnection:
                     await self.speaker.stop("restart")
                 elif data.get("text"):
                     await self.speaker.feed(message_id, data["text"])
-            elif event_type == "tutor.message" and data.get("status", "complete") == "complete":
-                await self.speaker.finish(message_id, data.get("text") or "")
-            elif event_type == "tutor.message" and self.speaker.speaking:  # not already stopped
-                await self.speaker.stop(data.get("status") or "interrupted")
+            elif event_type == "tutor.message":
+                # complete: the rest, then tts.end; interrupted: tts.stop if any of it was spoken;
+                # failed: what was complete, then tts.end (ReplySpeaker.finish).
+                await self.speaker.finish(message_id, data.get("text") or "", status=data.get("status") or "complete")
         except Exception:
             logger.warning("speaking the tutor's reply failed", exc_info=True)
 

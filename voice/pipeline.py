@@ -43,6 +43,8 @@ from voice.vad import Segmenter, SpeechAudio, SpeechEnd, SpeechStart, VadEvent, 
 logger = logging.getLogger(__name__)
 
 BROWSER = "browser"
+# At close, how long the utterances already heard may take to be transcribed before they are dropped.
+CLOSE_DRAIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,17 @@ class VoiceInput:
             await self._queue.join()
 
     async def aclose(self) -> None:
-        """The connection is gone: stop transcribing, release the engine's stream."""
+        """The connection is gone: what was heard is transcribed (at most CLOSE_DRAIN_SECONDS),
+        then transcription stops and the engine's stream is released."""
         if self._closed:
             return
         self._closed = True
+        if self._worker is not None and not self._worker.done():
+            # What was said before the socket went (a mic stopped, its socket closed at once) is
+            # still transcribed and reported, if that takes at most CLOSE_DRAIN_SECONDS.
+            await self._handle(self.vad.flush())  # an utterance in progress ends here
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), CLOSE_DRAIN_SECONDS)
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -326,3 +326,54 @@ async def test_vad_alone_with_the_null_engine_reports_speech_and_no_final():
     await voice.aclose()
     assert [call[0] for call in listener.calls] == ["start", "speech", "final"]
     assert [u.provider for u in listener.finals] == ["browser"]
+
+
+class SlowEngine:
+    """Transcribes each utterance after `delay` seconds (a cloud engine's round trip)."""
+
+    name = provider = "openai"
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.closed = False
+
+    async def open(self, options, *, on_partial=None):
+        return self
+
+    async def feed(self, pcm: bytes) -> None:
+        return None
+
+    async def finish(self) -> Transcript:
+        await asyncio.sleep(self.delay)
+        return Transcript(text="the last words", is_final=True, provider=self.provider)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_the_utterance_ended_just_before_the_socket_closed_is_still_transcribed():
+    """The lecture mic's stop sends `audio.end` and closes its socket 100 ms later: the last
+    utterance must not be dropped with the connection."""
+    listener = Recorder()
+    engine = SlowEngine(0.3)
+    voice = VoiceInput(chain=SttChain([engine]), options=StreamOptions(), listener=listener)
+    for frame in frames(silence(300) + speak("what is recursion")):
+        await voice.feed(frame)
+    await voice.end()
+    await voice.aclose()  # no idle(): the socket went at once
+    assert [u.text for u in listener.finals] == ["the last words"]
+    assert engine.closed
+
+
+async def test_closing_does_not_wait_long_for_a_stuck_engine(monkeypatch):
+    from voice import pipeline
+
+    monkeypatch.setattr(pipeline, "CLOSE_DRAIN_SECONDS", 0.2)
+    listener = Recorder()
+    engine = SlowEngine(60)
+    voice = VoiceInput(chain=SttChain([engine]), options=StreamOptions(), listener=listener)
+    for frame in frames(silence(300) + speak("what is recursion")):
+        await voice.feed(frame)
+    await voice.end()
+    await asyncio.wait_for(voice.aclose(), 5)
+    assert listener.finals == [] and engine.closed

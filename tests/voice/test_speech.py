@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -455,3 +456,40 @@ async def test_auto_falls_back_to_piper_when_openai_refuses(openai_standin):
     await client.until(lambda: "tts.end" in client.types(), timeout=30)
     assert [e["engine"] for e in client.events("tts.audio")] == ["piper", "piper"]
     assert len(standin.speeches) == 1  # not asked again for the next sentence
+
+
+# --- Through the socket's VoiceConnection (tutor events as the consumer forwards them) -------------
+
+
+async def test_a_failed_tutor_message_on_the_socket_speaks_what_was_complete_and_ends():
+    from voice.live import VoiceConnection
+
+    speaker, client = speaker_for(FakeEngine())
+    connection = VoiceConnection(host=None)
+    connection.speaker = speaker
+
+    def envelope(**data) -> str:
+        return json.dumps({"type": "x", "data": data})
+
+    await connection.tutor_event("tutor.delta", envelope(message_id=2, text="Complete sentence. Half"))
+    await connection.tutor_event(
+        "tutor.message", envelope(message_id=2, text="Complete sentence. Half", status="failed")
+    )
+    await client.until(lambda: "tts.end" in client.types())
+    assert [e["text"] for e in client.events("tts.audio")] == ["Complete sentence."]
+    assert "tts.stop" not in client.types()  # not a `tts.stop` {reason: "failed"} (no such reason)
+    assert speaker._replies.keys() <= {2}
+
+
+async def test_a_reply_interrupted_before_any_sentence_leaves_nothing_behind():
+    from voice.live import VoiceConnection
+
+    speaker, client = speaker_for(FakeEngine())
+    connection = VoiceConnection(host=None)
+    connection.speaker = speaker
+    for message_id in range(1, 4):
+        data = {"message_id": message_id, "text": "Half a sente"}
+        await connection.tutor_event("tutor.delta", json.dumps({"data": data}))
+        await connection.tutor_event("tutor.message", json.dumps({"data": {**data, "status": "interrupted"}}))
+    assert speaker._replies == {}
+    assert client.log == []

@@ -385,3 +385,115 @@ async def test_speaking_over_the_tutor_in_a_practice_conversation_stops_it(
     answer = await until(socket, "tutor.message", timeout=10)
     assert answer["data"]["text"] == "Second answer.", answer
     await socket.close()
+
+
+async def test_speech_after_a_muted_minute_is_a_minute_later_on_the_session_clock(room, assigned_student, monkeypatch):
+    """Offsets count audio heard; the microphone is off between utterances: the session's clock
+    must not stop with it (typed lines, exports and captions place lines by start_ms)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from voice import live as voice_live
+
+    def start_ten_minutes_ago():
+        LiveSession.objects.filter(pk=room.session_id).update(started_at=timezone.now() - timedelta(minutes=10))
+
+    await database_sync_to_async(start_ten_minutes_ago)()
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["first question here", "second question here"])])
+    shift = {"s": 0.0}
+    real_monotonic = voice_live.time.monotonic
+
+    class Clock:
+        @staticmethod
+        def monotonic():
+            return real_monotonic() + shift["s"]
+
+    monkeypatch.setattr(voice_live, "time", Clock)
+    socket = await room_socket(room, assigned_student.user)
+    await say(socket, ms=800)
+    first = (await until(socket, "transcript.final"))["data"]
+    assert 600_000 - 1000 <= first["start_ms"] <= 600_000 + 5000
+    shift["s"] = 60.0  # the microphone was muted for a minute
+    await say(socket, ms=800)
+    second = (await until(socket, "transcript.final"))["data"]
+    assert second["start_ms"] >= first["end_ms"] + 59_000
+    assert second["end_ms"] - second["start_ms"] == 800
+    await socket.close()
+
+
+async def test_speech_begun_before_the_session_clock_ran_lands_on_it(room, assigned_student, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    def start_ten_minutes_ago():
+        LiveSession.objects.filter(pk=room.session_id).update(started_at=timezone.now() - timedelta(minutes=10))
+
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["a question before the start"])])
+    socket = await room_socket(room, assigned_student.user)
+    await socket.comm.send_to(bytes_data=pcm(40))  # the scope is read now: no clock yet
+    await socket.send({"type": "ping", "data": {}})
+    await until(socket, "pong")
+    await database_sync_to_async(start_ten_minutes_ago)()
+    await say(socket, ms=800)
+    final = (await until(socket, "transcript.final"))["data"]
+    assert 600_000 - 1000 <= final["start_ms"] <= 600_000 + 5000
+    await socket.close()
+
+
+async def test_the_utterance_before_a_quick_close_is_still_kept(room, assigned_student, monkeypatch):
+    """The page's stop (or the lecture mic's) sends `audio.end` and closes the socket at once: the
+    last utterance, still being transcribed, becomes the room's line all the same."""
+    from tests.voice.audio_support import frames, silence, speak
+    from voice import live as voice_live
+    from voice.providers.base import SttChain
+
+    class SlowEngine:
+        name = provider = "openai"
+
+        async def open(self, options, *, on_partial=None):
+            return self
+
+        async def feed(self, pcm):
+            return None
+
+        async def finish(self):
+            from voice.providers.base import Transcript
+
+            await asyncio.sleep(0.3)
+            return Transcript(text="my last question", is_final=True, provider=self.provider)
+
+        async def aclose(self):
+            return None
+
+    monkeypatch.setattr(voice_live, "stt_chain_factory", lambda: SttChain([SlowEngine()]))
+    socket = await room_socket(room, assigned_student.user)
+    for frame in frames(silence(300) + speak("what is a loop")):
+        await socket.comm.send_to(bytes_data=frame)
+    await socket.send({"type": "audio.end", "data": {}})
+    await socket.comm.disconnect(timeout=5)
+    segment = await database_sync_to_async(TranscriptSegment.objects.get)(room=room)
+    assert (segment.text, segment.source, segment.provider) == ("my last question", "speech", "openai")
+
+
+async def test_a_failure_behind_an_audio_frame_is_an_error_not_a_dead_socket(room, assigned_student, monkeypatch):
+    """Text commands that fail unexpectedly answer `internal_error`; audio frames the same (a VAD
+    model that cannot load, the database gone for the speaker's scope), never a 1011 close."""
+    from voice import live as voice_live
+
+    class BrokenInput:
+        async def feed(self, pcm):
+            raise RuntimeError("the VAD model could not be loaded")
+
+        async def aclose(self):
+            return None
+
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx")])
+    monkeypatch.setattr(voice_live, "voice_input_factory", lambda **kwargs: BrokenInput())
+    socket = await room_socket(room, assigned_student.user)
+    await socket.comm.send_to(bytes_data=pcm(40))
+    assert (await until(socket, "error"))["data"]["code"] == "internal_error"
+    await socket.send({"type": "ping", "data": {"n": 2}})
+    assert (await until(socket, "pong"))["data"] == {"n": 2}
+    await socket.close()
