@@ -220,6 +220,10 @@ class VoiceConnection:
             return  # the browser heard nothing: not an error
         if not await self._ensure_input():
             return
+        if self._tutor_speaking() and not _is_backchannel(text):
+            # No audio reaches the server's VAD here: the browser's words over a talking tutor
+            # are the barge-in.
+            self._barge_candidate = True
         await self.input.text_result(text, is_final=is_final)
 
     # --- the VoiceInput's listener ---------------------------------------------------------
@@ -256,7 +260,11 @@ class VoiceConnection:
             return
         await self._maybe_barge_in(text)
         backchannel = bool(getattr(utterance, "backchannel", False)) or _is_backchannel(text)
+        # "mhm" over a talking tutor is listening, not a turn; "yes" to a silent tutor (say, after
+        # "Shall I show an example?") is an answer.
+        answer = not (backchannel and self._tutor_speaking())
         self._barge_candidate = False
+        self._barged = False
         self._partial_sent_at = 0.0
         if self.scope is not None and not self.scope.offset_ms and self.scope.usage.get("session_id"):
             # Read before the session started: its clock runs now, perhaps. (A refusal: the line
@@ -265,7 +273,7 @@ class VoiceConnection:
                 self.scope, self._scope_at = await self.host.voice_scope(), time.monotonic()
         await self.host.voice_final(
             utterance, offset_ms=self._offset_ms(utterance.provider, utterance.end_ms),
-            answer=not backchannel,
+            answer=answer,
         )
 
     def _offset_ms(self, provider: str, end_ms: int) -> int:

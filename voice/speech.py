@@ -573,6 +573,13 @@ class ReplySpeaker:
                 for offset in range(0, len(data), MAX_BINARY_FRAME):
                     await self.send_bytes(data[offset : offset + MAX_BINARY_FRAME])
                 self._played(len(data) / 2 / engine.sample_rate)
+        except TtsUnavailable as exc:
+            if not announced:
+                raise
+            # Part of the sentence was heard: another engine would say it again from its start.
+            # The sentence ends short; the next ones go to the next engine.
+            logger.warning("TTS engine %s failed mid-sentence, the sentence ends short: %s", engine.name, exc)
+            self._engine_index += 1
         finally:
             await stream.aclose()
 

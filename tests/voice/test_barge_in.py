@@ -102,6 +102,45 @@ async def test_a_backchannel_neither_interrupts_nor_starts_a_turn(room, assigned
     await socket.close()
 
 
+async def test_a_backchannel_to_a_silent_tutor_is_an_answer(room, assigned_student, slow_tutor, monkeypatch):
+    """"yes" after the tutor finished (say, to "Shall I show an example?") starts a turn."""
+    with slow_tutor._lock:
+        slow_tutor._queue.clear()  # short replies this time: the tutor is silent when "yes" comes
+    slow_tutor.script(Reply("Shall I show an example?"), Reply("Here is one."))
+    use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["yes"])])
+    socket = await open_socket(f"/ws/rooms/{room.pk}/", user=assigned_student.user)
+    assert (await socket.receive())["type"] == "room.status"
+    await socket.send({"type": "chat.message", "data": {"text": "How does a for loop over range work?"}})
+    await read_until(socket, is_type("tutor.message", text="Shall I show an example?"))
+    await say(socket, ms=600)
+    events = await read_until(socket, is_type("tutor.message", text="Here is one."), timeout=15)
+    assert next(m["data"]["text"] for m in events if m["type"] == "transcript.final") == "yes"
+    assert len(slow_tutor.requests) == 2
+    await socket.close()
+
+
+async def test_browser_recognised_words_over_the_tutor_are_a_barge_in(room, assigned_student, slow_tutor):
+    """With the browser's own recognition no audio reaches the server's VAD: its words count."""
+    socket = await _tutor_streaming(room, assigned_student)
+    await socket.send({"type": "transcript.client", "data": {"text": "wait what about while loops", "is_final": True}})
+    events = await read_until(socket, is_type("tutor.message", text="Second answer."), timeout=15)
+    assert next(m for m in events if m["type"] == "tts.stop")["data"] == {"reason": "barge_in"}
+    replies = [m["data"] for m in events if m["type"] == "tutor.message"]
+    assert [r["status"] for r in replies] == ["interrupted", "complete"]
+    await socket.close()
+
+
+async def test_a_browser_backchannel_over_the_tutor_is_not_a_barge_in(room, assigned_student, slow_tutor):
+    socket = await _tutor_streaming(room, assigned_student)
+    await socket.send({"type": "transcript.client", "data": {"text": "mhm", "is_final": True}})
+    events = await read_until(socket, is_type("tutor.message"), timeout=15)
+    assert "tts.stop" not in [m["type"] for m in events]
+    assert events[-1]["data"]["status"] == "complete"
+    assert await socket.nothing(0.5)
+    assert len(slow_tutor.requests) == 1
+    await socket.close()
+
+
 async def test_a_short_noise_over_the_tutor_is_not_a_barge_in(settings, room, assigned_student, slow_tutor, monkeypatch):
     settings.VOICE_BARGE_IN_MS = 2000  # less voiced audio than this: not a barge-in candidate
     use_fake_voice(monkeypatch, [ScriptedEngine("pocketsphinx", ["what about while loops"])])

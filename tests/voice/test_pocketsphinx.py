@@ -110,3 +110,31 @@ async def test_a_decoder_is_kept_in_reserve_for_streams_that_buffered():
     assert (await first.finish()).text == "what is recursion"
     await first.aclose()
     await second.aclose()
+
+
+async def test_a_cancelled_close_still_returns_its_decoder_slot():
+    """A consumer killed while its stream closes must not leak the slot: the pool would shrink
+    for good (and streams wait for a decoder that never comes back)."""
+    import asyncio
+
+    from voice.providers.pocketsphinx import PocketsphinxStream
+
+    class HangingSlot:
+        closed = False
+
+        async def call(self, *args, **kwargs):
+            await asyncio.Event().wait()
+
+        def close(self):
+            self.closed = True
+
+    pool = DecoderPool(2, reserve=0)
+    pool._in_use = 1  # the stream's slot
+    stream = PocketsphinxStream(StreamOptions(), on_partial=None, pool=pool)
+    slot = stream._decoder = HangingSlot()
+    closing = asyncio.create_task(stream.aclose())
+    await asyncio.sleep(0.01)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert pool._in_use == 0 and slot.closed  # returned, and closed: its state is unknown

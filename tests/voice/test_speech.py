@@ -240,6 +240,26 @@ async def test_a_failing_engine_falls_to_the_next_for_this_and_later_sentences()
     assert "tts.speak" not in client.types()
 
 
+class BreaksMidSentence(FakeEngine):
+    """Its first chunk goes out, then it fails."""
+
+    async def synthesize(self, text, *, voice=""):
+        self.calls.append((text, voice))
+        yield b"\x01\x02" * 100
+        raise TtsUnavailable(f"{self.name} dropped")
+
+
+async def test_an_engine_failing_mid_sentence_is_not_repeated_by_the_next():
+    """The heard part is not said again from the start by the next engine; later sentences are."""
+    breaks, up = BreaksMidSentence("breaks"), FakeEngine("up", sample_rate=22050)
+    speaker, client = speaker_for(breaks, up)
+    await speaker.finish(1, "One two three. Four.")
+    await client.until(lambda: "tts.end" in client.types())
+    audio = client.events("tts.audio")
+    assert [(e["sentence"], e["engine"]) for e in audio] == [(1, "breaks"), (2, "up")]
+    assert up.calls == [("Four.", "")]
+
+
 async def test_when_every_engine_fails_the_browser_speaks(caplog):
     speaker, client = speaker_for(FakeEngine("a", fail=True), FakeEngine("b", fail=True),
                                   browser_voice="Samantha")

@@ -354,7 +354,7 @@ async def test_partials_are_throttled_per_speaker_and_finals_always_go_out(setti
     await voice.on_final(FakeUtterance(text="word 9 done", provider="pocketsphinx"))
     await voice.on_final(FakeUtterance(text="mhm", provider="pocketsphinx"))
     assert host.partials == ["word 0"]
-    assert host.finals == [("word 9 done", True), ("mhm", False)]  # a backchannel starts no turn
+    assert host.finals == [("word 9 done", True), ("mhm", True)]  # the tutor is silent: "mhm" is an answer
 
 
 async def test_speaking_over_the_tutor_in_a_practice_conversation_stops_it(

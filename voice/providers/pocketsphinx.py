@@ -409,9 +409,12 @@ class PocketsphinxStream:
         if decoder is None:
             return
         self._decoder = None
+        broken = True  # until the abort is known to have run (a cancelled close included)
         try:
             await decoder.call(_process_abort)
-            self.pool.release(decoder)
+            broken = False
         except Exception:
-            self.pool.release(decoder, broken=True)
             logger.warning("closing a pocketsphinx stream failed", exc_info=True)
+        finally:
+            # Always back to the pool (a broken one is closed), or the slot is lost for good.
+            self.pool.release(decoder, broken=broken)
