@@ -88,11 +88,17 @@ def _term_pattern(term: str) -> re.Pattern[str]:
     return re.compile(r"\b" + r"\s+".join(words) + r"(s|es)?\b", re.IGNORECASE)
 
 
+def topic_key(topic: str) -> str:
+    """A topic as the radar and the reports key it: lower-cased, single spaces ("Nested  loops"
+    typed into a room's topic and "nested loops" from a clarify command are one topic)."""
+    return " ".join(topic.split()).lower()
+
+
 def line_topics(text: str, *, terms: Sequence[str]) -> list[str]:
-    """The course scope terms a line mentions, in the order of `terms`, lower-cased."""
+    """The course scope terms a line mentions, in the order of `terms`, as topic keys."""
     if not text:
         return []
-    return [term.lower() for term in terms if term.strip() and _term_pattern(term).search(text)]
+    return [topic_key(term) for term in terms if term.strip() and _term_pattern(term).search(text)]
 
 
 def line_topic(text: str, *, terms: Sequence[str], room_topic: str = "", previous: str = "") -> str:
@@ -101,4 +107,4 @@ def line_topic(text: str, *, terms: Sequence[str], room_topic: str = "", previou
     named = line_topics(text, terms=terms)
     if named:
         return named[0]
-    return (previous or room_topic or GENERAL_TOPIC).lower()
+    return topic_key(previous or room_topic or GENERAL_TOPIC) or GENERAL_TOPIC

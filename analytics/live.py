@@ -472,7 +472,7 @@ def confusion_clarified_mark(
 ) -> None:
     """`confusion_clarified`: the radar shows the topic clarified (at, by), at once."""
     with _state_locked(session_id) as state:
-        state["clarified"] = {**state["clarified"], topic.lower(): {"at": at, "by": by, "text": text}}
+        state["clarified"] = {**state["clarified"], confusion.topic_key(topic): {"at": at, "by": by, "text": text}}
     radar_publish(session_id=session_id, force=True)
 
 

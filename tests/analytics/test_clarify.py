@@ -167,3 +167,13 @@ def test_the_monitor_form_clarifies_without_javascript(client, live_session, pro
     assert "Name the topic to clarify." in response.content.decode()
     client.force_login(ada.user)
     assert client.post(f"/sessions/{live_session.pk}/clarify/", {"topic": "recursion"}).status_code == 403
+
+
+def test_a_room_topic_typed_with_odd_spaces_is_the_topic_a_clarify_names():
+    """The clarify command tidies its topic; the radar's key for a room topic must match it, or
+    the radar never shows that topic clarified."""
+    from analytics import confusion
+
+    topic = confusion.line_topic("I'm lost", terms=["recursion"], room_topic="Nested   Loops ")
+    assert topic == confusion.topic_key("nested loops") == "nested loops"
+    assert confusion.line_topics("recursion  again?", terms=["Recursion "]) == ["recursion"]
