@@ -9,6 +9,7 @@ professor sees during class and the report afterwards agree.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ def line_signals(text: str) -> list[LineSignal]:
     return [LineSignal(PHRASE, match.group(0)) for match in _CONFUSION.finditer(cleaned)]
 
 
+@functools.lru_cache(maxsize=1024)  # a session's computation and the radar test the same terms on every line
 def _term_pattern(term: str) -> re.Pattern[str]:
     words = [re.escape(word) for word in term.lower().split()]
     # "loop" also matches "loops"; multi-word terms match with any spacing.
@@ -101,10 +103,13 @@ def line_topics(text: str, *, terms: Sequence[str]) -> list[str]:
     return [topic_key(term) for term in terms if term.strip() and _term_pattern(term).search(text)]
 
 
-def line_topic(text: str, *, terms: Sequence[str], room_topic: str = "", previous: str = "") -> str:
+def line_topic(
+    text: str, *, terms: Sequence[str], room_topic: str = "", previous: str = "", named: Sequence[str] | None = None
+) -> str:
     """The one topic a line is about: the first scope term it names, else the topic of the
-    conversation so far (`previous`), else the room's topic, else "general"."""
-    named = line_topics(text, terms=terms)
+    conversation so far (`previous`), else the room's topic, else "general". `named`: the line's
+    `line_topics`, when the caller has them already."""
+    named = line_topics(text, terms=terms) if named is None else named
     if named:
         return named[0]
     return topic_key(previous or room_topic or GENERAL_TOPIC) or GENERAL_TOPIC

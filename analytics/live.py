@@ -126,7 +126,7 @@ def line_observations(
     asked: list[tuple[int | None, str]] = []
     for line in earlier:
         named = confusion.line_topics(line.text, terms=terms)
-        line_topic = named[0] if named else (topic_so_far or room_topic.lower())
+        line_topic = confusion.line_topic(line.text, terms=terms, room_topic=room_topic, previous=topic_so_far, named=named)
         if named:
             topic_so_far = named[0]
         if line.speaker_kind == Speaker.STUDENT and _is_question(line.text):

@@ -53,12 +53,11 @@ normalised by the session's median, so a quiet student with two substantive expl
 from __future__ import annotations
 
 import bisect
-import functools
 import math
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,16 +101,6 @@ EXPLANATION_MIN_WORDS = 12
 
 
 # --- line-level predicates -------------------------------------------------------------------------
-
-
-_term_pattern = functools.lru_cache(maxsize=1024)(confusion._term_pattern)
-
-
-def line_topics(text: str, *, terms: Sequence[str]) -> list[str]:
-    """`confusion.line_topics` with each term's pattern compiled once (same result)."""
-    if not text:
-        return []
-    return [term.lower() for term in terms if term.strip() and _term_pattern(term).search(text)]
 
 
 def words(text: str) -> int:
@@ -257,8 +246,8 @@ def _room_pass(
     spoke_at: dict[int, list[int]] = defaultdict(list)  # student -> start_ms of their lines
 
     for index, line in enumerate(lines):
-        named = line_topics(line.text, terms=terms)
-        topic = named[0] if named else (previous_topic or room_topic or confusion.GENERAL_TOPIC).lower()
+        named = confusion.line_topics(line.text, terms=terms)
+        topic = confusion.line_topic(line.text, terms=terms, room_topic=room_topic, previous=previous_topic, named=named)
         if line.speaker == STUDENT and line.student_id in out:
             m = out[line.student_id]
             ev = m.evidence
@@ -335,7 +324,7 @@ def _room_pass(
         spoke = {s for s, times in spoke_at.items() if spoke_between(times, start, stop)}
         for student_id in sorted(addressed):
             if student_id not in spoke and spoke - {student_id}:
-                q_named = line_topics(question.text, terms=terms)
+                q_named = confusion.line_topics(question.text, terms=terms)
                 q_topic = q_named[0] if q_named else (room_topic or confusion.GENERAL_TOPIC).lower()
                 out[student_id].confusion_points.append({
                     "topic": q_topic, "signal": confusion.SILENCE_AFTER_QUESTION, "seq": question.seq,

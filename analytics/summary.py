@@ -18,13 +18,13 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.template import Context, Engine
 
+from analytics import confusion
 from analytics.metrics import (
     STUDENT,
     Line,
     SessionMetrics,
     is_explanation,
     is_question,
-    line_topics,
     student_line_signals,
 )
 
@@ -52,7 +52,7 @@ def _short(text: str) -> str:
 def line_score(line: Line, *, terms: list[str]) -> int:
     """How much a student line tells the professor: topics named, confusion, explanation, question."""
     return (
-        2 * len(line_topics(line.text, terms=terms))
+        2 * len(confusion.line_topics(line.text, terms=terms))
         + 3 * bool(student_line_signals(line.text))
         + 2 * is_explanation(line.text)
         + is_question(line.text)

@@ -154,6 +154,9 @@ class VoiceMixin:
         return scope
 
     def voice_scope_sync(self) -> tuple[VoiceScope, dict[str, Any]]:
+        """(who may speak here and with which keywords, the speaker's `transcript.*` identity).
+        Each route's mixin below answers it (room, conversation, lecture), as consumers answer
+        `AccessMixin.authorize`. Runs in a thread; raises a DomainError to refuse the speaker."""
         raise NotImplementedError
 
     async def voice_switch(self, *, from_engine: str, to_engine: str | None, reason: str) -> None:
