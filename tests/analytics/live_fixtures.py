@@ -3,8 +3,6 @@ in room 2), sockets through the real ASGI application, and the radar observing l
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
@@ -12,7 +10,7 @@ from django.utils import timezone
 from sessions import live
 from sessions.models import BreakoutRoom
 from tests import factories
-from tests.sessions.conftest import open_socket
+from tests.sessions.conftest import Socket, open_socket
 
 
 @pytest.fixture(autouse=True)
@@ -92,23 +90,8 @@ async def connect_room(room, student):
     return socket
 
 
-async def until(socket, event_type: str, timeout: float = 5, where=None) -> tuple[dict, list[dict]]:
-    """Read until an event of `event_type` (matching `where`); (it, what came before)."""
-    seen = []
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await socket.receive(timeout)
-            if message["type"] == event_type and (where is None or where(message["data"])):
-                return message, seen
-            seen.append(message)
-
-
-async def drain(socket, quiet: float = 0.3) -> list[dict]:
-    """Everything the socket receives until it has been quiet for `quiet` seconds."""
-    out = []
-    while not await socket.nothing(quiet):
-        out.append(await socket.receive())
-    return out
+until = Socket.until
+drain = Socket.drain
 
 
 async def say(socket, text: str) -> None:

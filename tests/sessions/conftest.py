@@ -3,6 +3,7 @@ the real ASGI application (`tutor_project.asgi.application`) the way browsers an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -125,6 +126,25 @@ class Socket:
 
     async def nothing(self, timeout: float = 0.2) -> bool:
         return await self.comm.receive_nothing(timeout)
+
+    async def until(self, event_type: str, timeout: float = 5, where=None) -> tuple[dict, list[dict]]:
+        """Read until an event of `event_type` (for which `where(data)` holds, if given);
+        (that event, everything read before it)."""
+        seen = []
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.receive(timeout)
+                if message["type"] == event_type and (where is None or where(message["data"])):
+                    return message, seen
+                seen.append(message)
+
+    async def drain(self, quiet: float = 0.3) -> list[dict]:
+        """Everything the socket receives until it has been quiet for `quiet` seconds."""
+        out = []
+        # receive_nothing, not a receive that times out: a timed-out receive cancels the application.
+        while not await self.nothing(quiet):
+            out.append(await self.receive())
+        return out
 
     async def close(self) -> None:
         await self.comm.disconnect()

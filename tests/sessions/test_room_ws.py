@@ -3,7 +3,6 @@ steering console, moves, replay, restart safety and isolation between sessions a
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from sessions import live, orchestration
 from sessions.models import Conversation, LiveSession, Message, RoomAssignment
 from sessions.tutor import room_tutor, turn
 from tests import factories
-from tests.sessions.conftest import open_socket, refusal
+from tests.sessions.conftest import Socket, open_socket, refusal
 from tests.sessions.tutor_fixtures import online_model
 from tests.support.openai_standin import Reply
 
@@ -57,25 +56,8 @@ def _build(course, professor, *, per_room: int, rooms: int, names=NAMES, prefix=
 build = database_sync_to_async(_build)
 
 
-async def _until(socket, event_type: str, timeout: float = 5, where=None) -> tuple[dict, list[dict]]:
-    """Read until an event of `event_type` (for which `where(data)` holds, if given);
-    (that event, everything read before it)."""
-    seen = []
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await socket.receive(timeout)
-            if message["type"] == event_type and (where is None or where(message["data"])):
-                return message, seen
-            seen.append(message)
-
-
-async def _drain(socket, quiet: float = 0.3) -> list[dict]:
-    """Everything the socket receives until it has been quiet for `quiet` seconds."""
-    out = []
-    # receive_nothing, not a receive that times out: a timed-out receive cancels the application.
-    while not await socket.nothing(quiet):
-        out.append(await socket.receive())
-    return out
+_until = Socket.until
+_drain = Socket.drain
 
 
 async def _connect_room(room, student, **kwargs):

@@ -3,7 +3,6 @@ main-room lines on the monitor, which every room tutor reads into its prompt."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import pytest
@@ -24,11 +23,7 @@ LECTURE = "a for loop over range five runs five times"
 
 
 async def until(socket, event_type: str, timeout: float = 5) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await socket.receive(timeout)
-            if message["type"] == event_type:
-                return message
+    return (await socket.until(event_type, timeout))[0]
 
 
 def lecture_path(session_id: int) -> str:

@@ -4,7 +4,6 @@ keywords) hears it, the line is persisted and broadcast, and the room tutor answ
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 
 import pytest
@@ -46,13 +45,7 @@ def _ready(room) -> None:
 
 
 async def until(socket, event_type: str, timeout: float = 20) -> tuple[dict, list[dict]]:
-    seen = []
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await socket.receive(timeout)
-            if message["type"] == event_type:
-                return message, seen
-            seen.append(message)
+    return await socket.until(event_type, timeout)
 
 
 async def stream_speech(socket, text: str) -> None:

@@ -36,11 +36,7 @@ def offline_tutor(db):
 
 
 async def until(socket, event_type: str, timeout: float = 5, where=None) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await socket.receive(timeout)
-            if message["type"] == event_type and (where is None or where(message["data"])):
-                return message
+    return (await socket.until(event_type, timeout, where))[0]
 
 
 async def room_socket(room, user):
