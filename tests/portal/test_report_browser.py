@@ -17,7 +17,8 @@ from analytics.models import SessionAnalytics
 from courses.models import Course
 from courses.services import demo_seed
 from tests.analytics.factories import demo_report_session
-from tests.portal.test_browser import CHROMIUM, CHROMIUM_ARGS, log_in
+from tests.portal.browser_support import chromium
+from tests.portal.test_browser import _allow_orm_beside_playwright, log_in  # noqa: F401  (a fixture)
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -31,19 +32,10 @@ SCREENSHOT = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _allow_orm_beside_playwright():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
 @pytest.fixture(scope="module")
-def browser(_allow_orm_beside_playwright):
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+def browser():  # after the autouse _allow_orm_beside_playwright (imported above)
+    with chromium(playwright_sync) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
