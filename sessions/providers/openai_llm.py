@@ -6,7 +6,6 @@ mapped once, here, to `LLMError` with `transient` saying whether trying again co
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -15,12 +14,8 @@ import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletionChunk
 
+from courses.openai_clients import openai_loop_client, openai_loop_clients_close
 from sessions.providers.base import LLMError, LLMRequest, ModelSpec, Usage, estimate_tokens
-
-# One client per (event loop, base URL, key): connections are reused between requests, and a
-# pool is never shared across loops (tests, Celery's asyncio.run), which would break it. Clients
-# of closed loops are dropped (their pooled connections keep the loop alive, so no weak refs).
-_clients: dict[asyncio.AbstractEventLoop, dict[tuple[str, str], openai.AsyncOpenAI]] = {}
 
 TRANSIENT_STATUSES = {408, 409, 429}
 
@@ -32,25 +27,12 @@ def llm_timeout() -> openai.Timeout:
 
 
 def openai_client(*, base_url: str, api_key: str) -> openai.AsyncOpenAI:
-    """The shared client for this loop, base URL and key."""
-    for loop in [loop for loop in _clients if loop.is_closed()]:
-        del _clients[loop]
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    client = per_loop.get((base_url, api_key))
-    if client is None:
-        client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url or None, max_retries=0, timeout=llm_timeout()
-        )
-        per_loop[(base_url, api_key)] = client
-    return client
+    """The shared client for this loop, base URL and key (courses.openai_clients)."""
+    return openai_loop_client(purpose="llm", base_url=base_url, api_key=api_key, timeout=llm_timeout())
 
 
-async def openai_clients_close() -> None:
-    """Close the running loop's clients. For code that runs a short-lived loop of its own
-    (`async_to_sync` in a worker): otherwise their pooled connections outlive the loop, and the
-    client's finaliser, run later in another loop, fails with "Event loop is closed"."""
-    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
-        await client.close()
+# Re-exported for code that runs a loop of its own (analytics' summary and refinement).
+openai_clients_close = openai_loop_clients_close
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

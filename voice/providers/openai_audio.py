@@ -10,7 +10,6 @@ error is `SttUnavailable` / `TtsUnavailable`. Usage goes out through `courses.us
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import time
@@ -21,6 +20,7 @@ from decimal import Decimal
 import openai
 from django.conf import settings
 
+from courses.openai_clients import openai_loop_client
 from voice.providers.base import (
     SAMPLE_RATE,
     SAMPLE_WIDTH,
@@ -38,9 +38,6 @@ logger = logging.getLogger(__name__)
 PROMPT_MAX_CHARS = 800  # Whisper reads the last ~224 tokens of a prompt
 TTS_SAMPLE_RATE = 24_000  # response_format="pcm": 24 kHz PCM16 LE mono
 
-# One client per (event loop, base URL, key), as in sessions/providers/openai_llm.py (voice may not
-# import sessions): pooled connections are reused, never shared across loops.
-_clients: dict[asyncio.AbstractEventLoop, dict[tuple[str, str], openai.AsyncOpenAI]] = {}
 
 
 def audio_timeout() -> openai.Timeout:
@@ -49,17 +46,8 @@ def audio_timeout() -> openai.Timeout:
 
 
 def audio_client(*, base_url: str, api_key: str) -> openai.AsyncOpenAI:
-    """The shared client for this loop, base URL and key."""
-    for loop in [loop for loop in _clients if loop.is_closed()]:
-        del _clients[loop]
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    client = per_loop.get((base_url, api_key))
-    if client is None:
-        client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url or None, max_retries=0, timeout=audio_timeout()
-        )
-        per_loop[(base_url, api_key)] = client
-    return client
+    """The shared client for this loop, base URL and key (courses.openai_clients)."""
+    return openai_loop_client(purpose="audio", base_url=base_url, api_key=api_key, timeout=audio_timeout())
 
 
 def describe_openai_error(exc: openai.OpenAIError) -> tuple[str, str]:
