@@ -386,16 +386,21 @@ class ReplySpeaker:
                 return True
         return False
 
+    def _reply(self, message_id: int) -> _Reply:
+        """The reply's state, begun (and earlier, played replies forgotten) at its first text."""
+        reply = self._replies.get(message_id)
+        if reply is None:
+            self._forget_played()
+            reply = self._replies[message_id] = _Reply()
+        return reply
+
     async def feed(self, message_id: int, delta: str, *, restart: bool = False) -> None:
         """More of the reply's text: every sentence it completes is queued to be spoken.
         `restart` (a `tutor.delta` with restart: true): another model starts the reply over, so
         the unfinished sentence is dropped (what was said stays said)."""
         if self.choice.off or message_id in self._stopped or not (delta or restart):
             return
-        reply = self._replies.get(message_id)
-        if reply is None:
-            self._forget_played()
-            reply = self._replies[message_id] = _Reply()
+        reply = self._reply(message_id)
         if reply.finished:
             return
         if restart:
@@ -424,10 +429,7 @@ class ReplySpeaker:
             text = None
             if message_id in self._replies:
                 self._replies[message_id].rest = ""
-        reply = self._replies.get(message_id)
-        if reply is None:
-            self._forget_played()
-            reply = self._replies[message_id] = _Reply()
+        reply = self._reply(message_id)
         if reply.finished:
             return
         reply.finished = True
